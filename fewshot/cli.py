@@ -1,0 +1,49 @@
+"""The `fewshot` command: thin verbs that parse, call the library, and print.
+
+Every user-facing failure is a FewshotError: one line on stderr, exit code 2, no traceback (`--debug`
+shows it). Each verb lives in fewshot/commands/<verb>.py with `add_parser(subparsers)`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fewshot.errors import FewshotError
+
+COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "table", "demo", "list"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fewshot",
+        description="Few-shot learning benchmark harness: prepare a dataset once, draw fixed episodes, "
+                    "train a learner, evaluate with 95%% confidence intervals, and table the results.",
+        epilog="Run `fewshot VERB --help` for each verb. Start with `fewshot demo`.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"fewshot.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except FewshotError as exc:
+        if args.debug:
+            raise
+        print(f"fewshot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fewshot: interrupted; finished checkpoints and records are kept (see --resume)", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

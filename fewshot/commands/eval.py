@@ -1,0 +1,47 @@
+"""`fewshot eval --run RUN --episodes FILE...` or `fewshot eval --backbone pixels --data DIR --episodes FILE...`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fewshot.commands.common import add_device
+from fewshot.episodes.files import load_episode_file
+from fewshot.errors import FewshotError
+from fewshot.evaluate.run import evaluate_pixels, evaluate_run
+from fewshot.results.records import write_record
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a run (or raw pixels) on fixed episode files",
+                       description="Embed the needed images once with the model in eval mode, classify every "
+                                   "query by its nearest prototype, and write one JSON result record per "
+                                   "episode file: mean, ci95 (1.96*std/sqrt(n), ddof 0), per-episode accuracies "
+                                   "and provenance.")
+    p.add_argument("--run", help="run folder from `fewshot train`")
+    p.add_argument("--backbone", choices=["pixels"], help="evaluate raw flattened pixels instead of a run")
+    p.add_argument("--data", help="prepared store (default: the one the run was trained on)")
+    p.add_argument("--episodes", nargs="+", required=True, help="episode file(s)")
+    p.add_argument("--out", help="result .json (one episode file) or a results folder (default: print only)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--method", help="method name in the record (default: the config's name)")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.run) == bool(args.backbone):
+        raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
+    files = [load_episode_file(f) for f in args.episodes]
+    if args.backbone:
+        if not args.data:
+            raise FewshotError("--backbone pixels needs --data, the prepared store")
+        records = evaluate_pixels(args.data, files, args.device)
+    else:
+        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
+    if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
+        raise FewshotError("--out names one .json file but several episode files were given; pass a folder")
+    for record in records:
+        where = f" -> {write_record(record, args.out)}" if args.out else ""
+        print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
+              f"{record['mean']:.2f} +- {record['ci95']:.2f}{where}")
+    return 0

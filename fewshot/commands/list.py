@@ -1,0 +1,28 @@
+"""`fewshot list`: everything the registries hold."""
+from __future__ import annotations
+
+import argparse
+
+from fewshot.config import list_configs
+from fewshot.data.registry import list_formats
+from fewshot.learners import list_learners
+from fewshot.models import list_backbones
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list method configs, learners, backbones, losses and dataset formats")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("method configs:", ", ".join(list_configs()))
+    print("learners:      ", ", ".join(list_learners()))
+    print("backbones:     ", ", ".join(list_backbones()))
+    try:
+        from fewshot.losses.registry import list_losses
+
+        print("losses:        ", ", ".join(list_losses()))
+    except ImportError:
+        pass
+    print("datasets:      ", ", ".join(f.name for f in list_formats()))
+    return 0

@@ -1,0 +1,40 @@
+"""`fewshot train --config METHOD --data DIR --out RUN [key=value ...]`."""
+from __future__ import annotations
+
+import argparse
+
+from fewshot.commands.common import add_device
+from fewshot.config import list_configs, load_config
+from fewshot.train.loop import train
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a learner on a prepared store into a run folder",
+                       description="Train a method config (see `fewshot list`) or a .toml file. key=value pairs "
+                                   "override any config field, e.g. optim.lr=0.0005 train.steps=5000. The run "
+                                   "folder keeps the resolved config, a CSV log, and checkpoints.")
+    p.add_argument("--config", default="protonet", help=f"method name ({', '.join(list_configs())}) or a .toml file")
+    p.add_argument("--data", required=True, help="prepared store folder")
+    p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped or killed run from its last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torch.distributed; see README)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    if args.precision:
+        config["train"]["precision"] = args.precision
+    if args.nproc > 1:
+        from fewshot.train.distributed import launch
+
+        return launch(args)
+    summary = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+                    device_name=args.device)
+    best = summary["best"]
+    val = f", best val {best['val_acc']:.2f}% at step {best['step']}" if best.get("val_acc") is not None else ""
+    print(f"trained {config['name']} for {summary['steps']} steps into {args.out}{val}")
+    return 0

@@ -1,0 +1,1 @@
+"""Raw public formats in, one prepared store out."""

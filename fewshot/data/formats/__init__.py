@@ -1,0 +1,1 @@
+"""One reader a public format; each module registers a DatasetFormat."""

@@ -1,0 +1,317 @@
+"""The prepared store: one folder per dataset, one sub-folder per split.
+
+Layout (format version 1)::
+
+    DIR/store.json                 dataset, source variant, split names
+    DIR/<split>/images.npy         uint8 (N, H, W, C), grouped by class in canonical order; opens memory-mapped
+    DIR/<split>/labels.npy         int32 (N,), non-decreasing class indices
+    DIR/<split>/classes.json       {"names": [...sorted...], "categories": [...] | null}
+    DIR/<split>/manifest.json      counts, shapes, sha256 of the three files above, the split checksum
+
+Images are grouped by class so that an image is addressed as (class name, rank within class): the
+episode files rely on it, and the sampler turns (class, rank) into a row with one addition.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fewshot.atomic import atomic_directory, write_json_atomic
+from fewshot.errors import FewshotError
+
+STORE_FORMAT = "fewshot-store"
+STORE_VERSION = 1
+_HASHED_FILES = ("images.npy", "labels.npy", "classes.json")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 23) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _split_checksum(file_hashes: dict[str, str]) -> str:
+    joined = "".join(f"{name}:{file_hashes[name]};" for name in _HASHED_FILES)
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+class SplitSink:
+    """Receives the images of one split in any order and writes them grouped by class.
+
+    `labels` are given in source order as class names or indices into `class_names`; `put(indices, images)`
+    stores source images `indices` wherever their class puts them, so a streaming reader never holds more
+    than one chunk of decoded images.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        labels: Sequence[int] | np.ndarray,
+        class_names: Sequence[str],
+        image_shape: tuple[int, int, int],
+        categories: Sequence[str] | None = None,
+    ) -> None:
+        names = [str(n) for n in class_names]
+        if len(set(names)) != len(names):
+            raise FewshotError(f"class names are not unique in split {folder.name}")
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        remap = np.empty(len(names), dtype=np.int64)
+        remap[order] = np.arange(len(names))
+        source_labels = np.asarray(labels, dtype=np.int64)
+        if source_labels.ndim != 1 or len(source_labels) == 0:
+            raise FewshotError(f"split {folder.name} has no images")
+        if source_labels.min() < 0 or source_labels.max() >= len(names):
+            raise FewshotError(f"split {folder.name}: a label is outside 0..{len(names) - 1}")
+        canonical = remap[source_labels]
+        # Stable sort keeps the source order within each class: rank r is the r-th image of the class.
+        self._order = np.argsort(canonical, kind="stable")
+        self._destination = np.empty_like(self._order)
+        self._destination[self._order] = np.arange(len(self._order))
+        self.folder = folder
+        self.names = [names[i] for i in order]
+        self.categories = None if categories is None else [str(categories[i]) for i in order]
+        self.labels = canonical[self._order].astype(np.int32)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._images = np.lib.format.open_memmap(
+            folder / "images.npy", mode="w+", dtype=np.uint8, shape=(len(self.labels), *self.image_shape)
+        )
+        self._written = np.zeros(len(self.labels), dtype=bool)
+
+    def put(self, source_indices: Sequence[int] | np.ndarray, images: np.ndarray) -> None:
+        idx = np.asarray(source_indices, dtype=np.int64)
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.shape[1:] != self.image_shape:
+            raise FewshotError(
+                f"split {self.folder.name}: images must be uint8 {self.image_shape}, got {images.dtype} {images.shape[1:]}"
+            )
+        dest = self._destination[idx]
+        self._images[dest] = images
+        self._written[dest] = True
+
+    def close(self, dataset: str, split: str, source_variant: str) -> dict:
+        if not self._written.all():
+            missing = int((~self._written).sum())
+            raise FewshotError(f"split {split}: {missing} images were never written (reader bug or truncated source)")
+        self._images.flush()
+        shape = self._images.shape
+        del self._images
+        np.save(self.folder / "labels.npy", self.labels)
+        with open(self.folder / "classes.json", "w") as handle:
+            json.dump({"names": self.names, "categories": self.categories}, handle, indent=0)
+        hashes = {name: sha256_file(self.folder / name) for name in _HASHED_FILES}
+        counts = np.bincount(self.labels, minlength=len(self.names))
+        manifest = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_VERSION,
+            "dataset": dataset,
+            "split": split,
+            "source_variant": source_variant,
+            "n_images": int(shape[0]),
+            "n_classes": len(self.names),
+            "image_shape": list(shape[1:]),
+            "class_counts_min": int(counts.min()),
+            "class_counts_max": int(counts.max()),
+            "sha256": hashes,
+            "checksum": _split_checksum(hashes),
+        }
+        write_json_atomic(self.folder / "manifest.json", manifest)
+        return manifest
+
+
+class StoreWriter:
+    """Builds a whole store in a temporary folder and renames it into place only when every split is done.
+
+    An interrupted conversion therefore leaves nothing at `out` (just run it again); with `force` an existing
+    store is replaced only once the new one is complete.
+    """
+
+    def __init__(self, out: str | os.PathLike, dataset: str, source_variant: str, force: bool = False) -> None:
+        self.out = Path(out)
+        self.dataset = dataset
+        self.source_variant = source_variant
+        self.force = force
+        self.splits: dict[str, dict] = {}
+        self._ctx = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "StoreWriter":
+        check_output_folder(self.out, self.force)
+        self._ctx = atomic_directory(self.out, replace=self.force)
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            write_json_atomic(
+                self._tmp / "store.json",
+                {
+                    "format": STORE_FORMAT,
+                    "format_version": STORE_VERSION,
+                    "dataset": self.dataset,
+                    "source_variant": self.source_variant,
+                    "splits": list(self.splits),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
+        return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+    def split_sink(
+        self,
+        split: str,
+        labels: Sequence[int] | np.ndarray,
+        class_names: Sequence[str],
+        image_shape: tuple[int, int, int],
+        categories: Sequence[str] | None = None,
+    ) -> SplitSink:
+        return SplitSink(self._tmp / split, labels, class_names, image_shape, categories)
+
+    def finish_split(self, split: str, sink: SplitSink) -> dict:
+        self.splits[split] = sink.close(self.dataset, split, self.source_variant)
+        return self.splits[split]
+
+    def add_split(
+        self,
+        split: str,
+        images: np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        class_names: Sequence[str],
+        categories: Sequence[str] | None = None,
+    ) -> dict:
+        """Write a split held in memory: images uint8 (N, H, W, C), labels indexing class_names."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        sink = self.split_sink(split, labels, class_names, images.shape[1:], categories)
+        sink.put(np.arange(len(images)), images)
+        return self.finish_split(split, sink)
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    """Refuse to touch a folder that already holds something, unless forced."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FewshotError(f"{out} exists and is not a folder; choose another --out")
+    if any(out.iterdir()) and not force:
+        what = "a prepared store" if (out / "store.json").exists() else "files"
+        raise FewshotError(f"{out} already holds {what}; choose another --out or pass --force to replace it")
+
+
+@dataclass
+class StoreSplit:
+    """One split of a prepared store, opened memory-mapped. Also a plain torch-style Dataset."""
+
+    path: Path
+    manifest: dict
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    categories: list[str] | None
+    class_counts: np.ndarray = field(init=False)
+    class_offsets: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.class_counts = np.bincount(self.labels, minlength=len(self.class_names)).astype(np.int64)
+        self.class_offsets = np.concatenate([[0], np.cumsum(self.class_counts)[:-1]]).astype(np.int64)
+
+    @property
+    def name(self) -> str:
+        return self.manifest["split"]
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def checksum(self) -> str:
+        return self.manifest["checksum"]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1).float().div_(255.0)
+        return image, int(self.labels[index])
+
+    def verify(self) -> list[str]:
+        """Re-hash the arrays; return the names of files whose hash differs from the manifest."""
+        expected = self.manifest["sha256"]
+        return [name for name in _HASHED_FILES if sha256_file(self.path / name) != expected[name]]
+
+
+class Store:
+    """A prepared store on disk: `Store(DIR).split("test")`."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        meta_path = self.root / "store.json"
+        if not self.root.is_dir():
+            raise FewshotError(f"data folder {self.root} does not exist; prepare one with `fewshot prepare`")
+        if not meta_path.exists():
+            raise FewshotError(f"{self.root} is not a prepared store (no store.json); prepare one with `fewshot prepare`")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FewshotError(f"{meta_path} is corrupt ({exc}); prepare the store again") from None
+        if self.meta.get("format") != STORE_FORMAT or self.meta.get("format_version") != STORE_VERSION:
+            raise FewshotError(f"{meta_path} is not a version-{STORE_VERSION} fewshot store")
+        self._open: dict[str, StoreSplit] = {}
+
+    @property
+    def dataset(self) -> str:
+        return self.meta["dataset"]
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(self.meta["splits"])
+
+    def split(self, name: str) -> StoreSplit:
+        if name in self._open:
+            return self._open[name]
+        if name not in self.meta["splits"]:
+            raise FewshotError(f"store {self.root} has no split {name!r}; it has {', '.join(self.meta['splits'])}")
+        folder = self.root / name
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            classes = json.loads((folder / "classes.json").read_text())
+            images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+            labels = np.load(folder / "labels.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FewshotError(f"split {folder} is damaged ({exc}); run `fewshot verify {self.root}` or prepare again") from None
+        if len(images) != len(labels) or len(images) != manifest["n_images"]:
+            raise FewshotError(f"split {folder}: {len(images)} images but {len(labels)} labels; prepare the store again")
+        split = StoreSplit(folder, manifest, images, labels, list(classes["names"]), classes.get("categories"))
+        self._open[name] = split
+        return split
+
+    def verify(self) -> dict[str, list[str]]:
+        return {name: self.split(name).verify() for name in self.split_names}
+
+
+def open_split(root: str | os.PathLike, split: str) -> StoreSplit:
+    return Store(root).split(split)
+
+
+def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)

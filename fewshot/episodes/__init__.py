@@ -1,0 +1,1 @@
+"""Episodes: the seeded N-way K-shot sampler, fixed episode files, PK batches."""

@@ -1,0 +1,138 @@
+"""Fixed episode files: the same test episodes for every method.
+
+An `.npz` (loads with allow_pickle=False) holding `classes` (E, N) indices into `class_names`, `support`
+(E, N, K) and `query` (E, N, Q) within-class ranks, and `meta`, a JSON string: format version, dataset,
+split, class names and per-class image counts of the store it was drawn from, that store's checksum,
+ways/shots/queries, seed, and the sha256 of the three arrays (the file's own checksum).
+
+Images are named by (class name, rank), so a file made on one store is valid on any store of the same
+dataset whose classes and per-class counts agree, whichever source variant it was prepared from.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fewshot.atomic import write_bytes_atomic
+from fewshot.data.store import StoreSplit
+from fewshot.episodes.sampler import EpisodeBatch, EpisodeSampler
+from fewshot.errors import FewshotError
+
+EPISODE_FORMAT = "fewshot-episodes"
+EPISODE_VERSION = 1
+
+
+def _arrays_checksum(batch: EpisodeBatch) -> str:
+    digest = hashlib.sha256()
+    for array in (batch.classes, batch.support, batch.query):
+        digest.update(np.ascontiguousarray(array, dtype=np.int32).tobytes())
+        digest.update(str(array.shape).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class EpisodeFile:
+    meta: dict
+    batch: EpisodeBatch
+    path: Path | None = None
+
+    @property
+    def checksum(self) -> str:
+        return self.meta["checksum"]
+
+    @property
+    def setting(self) -> str:
+        """Column name in tables, e.g. '5w1s'."""
+        return f"{self.meta['ways']}w{self.meta['shots']}s"
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def save(self, path: str | os.PathLike) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            classes=self.batch.classes.astype(np.int32),
+            support=self.batch.support.astype(np.int16 if self.batch.support.max(initial=0) < 32767 else np.int32),
+            query=self.batch.query.astype(np.int16 if self.batch.query.max(initial=0) < 32767 else np.int32),
+            meta=np.array(json.dumps(self.meta)),
+        )
+        write_bytes_atomic(path, buffer.getvalue())
+
+    def resolve(self, split: StoreSplit) -> EpisodeBatch:
+        """Map this file's classes onto `split`; refuse when the store is not the one it was made for."""
+        names = self.meta["class_names"]
+        counts = self.meta["class_counts"]
+        if self.meta.get("store_checksum") == split.checksum:
+            return self.batch
+        where = f"episode file {self.path or ''}".strip()
+        if self.meta["dataset"] != split.dataset:
+            raise FewshotError(
+                f"{where} was made for dataset {self.meta['dataset']!r} but the store holds {split.dataset!r}; "
+                "use episodes made for this dataset"
+            )
+        index = {name: i for i, name in enumerate(split.class_names)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise FewshotError(
+                f"{where} names {len(missing)} classes the store's {split.name} split lacks (e.g. {missing[0]!r}); "
+                "it was made for a different split or store"
+            )
+        mapping = np.array([index[n] for n in names], dtype=np.int32)
+        wrong = [n for n, c in zip(names, counts) if int(split.class_counts[index[n]]) != int(c)]
+        if wrong:
+            n = wrong[0]
+            raise FewshotError(
+                f"{where} expects {counts[names.index(n)]} images of class {n!r} but the store has "
+                f"{int(split.class_counts[index[n]])}; it was made for a different store"
+            )
+        return EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
+
+
+def make_episode_file(split: StoreSplit, ways: int, shots: int, queries: int, count: int, seed: int,
+                      generated_by: str = "") -> EpisodeFile:
+    sampler = EpisodeSampler(split.class_counts, ways, shots, queries, seed, split.class_names)
+    batch = sampler.sample(count)
+    meta = {
+        "format": EPISODE_FORMAT,
+        "format_version": EPISODE_VERSION,
+        "dataset": split.dataset,
+        "split": split.name,
+        "store_checksum": split.checksum,
+        "source_variant": split.manifest.get("source_variant"),
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "count": count,
+        "seed": seed,
+        "sampler": "EpisodeSampler/PCG64",
+        "generated_by": generated_by,
+        "class_names": list(split.class_names),
+        "class_counts": [int(c) for c in split.class_counts],
+        "checksum": _arrays_checksum(batch),
+    }
+    return EpisodeFile(meta, batch)
+
+
+def load_episode_file(path: str | os.PathLike) -> EpisodeFile:
+    path = Path(path)
+    if not path.is_file():
+        raise FewshotError(f"episode file {path} does not exist; make one with `fewshot episodes`")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            batch = EpisodeBatch(data["classes"].astype(np.int64), data["support"].astype(np.int64),
+                                 data["query"].astype(np.int64))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise FewshotError(f"episode file {path} is not a readable fewshot episode file ({exc})") from None
+    if meta.get("format") != EPISODE_FORMAT:
+        raise FewshotError(f"{path} is not a fewshot episode file")
+    if _arrays_checksum(batch) != meta.get("checksum"):
+        raise FewshotError(f"episode file {path} fails its checksum; it was modified or damaged, regenerate it")
+    return EpisodeFile(meta, batch, path)

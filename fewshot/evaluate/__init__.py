@@ -1,0 +1,1 @@
+"""Evaluation over cached embeddings: embed once, score every episode as batched tensor operations."""

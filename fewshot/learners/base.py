@@ -1,0 +1,64 @@
+"""The learner interface: `embed(images)` for evaluation, `loss(batch)` for training."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fewshot.models.heads import EmbeddingHead
+from fewshot.models.registry import create_backbone
+
+
+@dataclass
+class Batch:
+    """A training batch on its device.
+
+    kind "episode": images are N*K support then N*Q query images, class-major; labels are 0..N-1.
+    kind "pk": P*K images class-major; labels are global training-class indices.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    kind: str
+    ways: int = 0
+    shots: int = 0
+    queries: int = 0
+
+
+class Learner(nn.Module):
+    """Backbone + embedding head. Subclasses set `batch_kind` and implement `loss`."""
+
+    batch_kind = "episode"
+
+    def __init__(self, config: dict, in_channels: int, image_size: tuple[int, int], n_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        backbone_cfg = dict(config["backbone"])
+        name = backbone_cfg.pop("name")
+        self.backbone = create_backbone(name, in_channels=in_channels, **_backbone_kwargs(name, backbone_cfg))
+        feature_dim = self.backbone.out_dim(*image_size)
+        head = config["head"]
+        self.head = EmbeddingHead(feature_dim, head["kind"], head["dim"], head["hidden"], head["normalize"])
+        self.embedding_dim = self.head.out_dim
+        self.n_classes = n_classes
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def state_for_checkpoint(self) -> dict:
+        """Extra state beyond parameters and buffers (none by default; buffers already hold banks)."""
+        return {}
+
+
+def _backbone_kwargs(name: str, cfg: dict) -> dict:
+    """Pass only the switches a backbone understands (conv4 has no DropBlock, resnet12 has)."""
+    import inspect
+
+    from fewshot.models.registry import BACKBONES
+
+    accepted = inspect.signature(BACKBONES.get(name).__init__).parameters
+    return {k: v for k, v in cfg.items() if k in accepted}

@@ -1,0 +1,20 @@
+"""Prototypical networks: episodic training, nearest-prototype evaluation."""
+from __future__ import annotations
+
+import torch
+
+from fewshot.learners.base import Batch, Learner
+from fewshot.learners.registry import register_learner
+from fewshot.losses.prototypical import prototypical_loss
+
+
+@register_learner("prototypical")
+class PrototypicalLearner(Learner):
+    batch_kind = "episode"
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        embeddings = self.embed(batch.images)
+        loss, accuracy = prototypical_loss(
+            embeddings, batch.ways, batch.shots, batch.queries, self.config["loss"]["distance"]
+        )
+        return loss, {"train_acc": float(accuracy)}

@@ -1,0 +1,1 @@
+"""One backbone a file; each registers itself with `register_backbone`."""

@@ -1,0 +1,1 @@
+"""Result records (one JSON a run x episode set), tables and plots."""

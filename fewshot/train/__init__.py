@@ -1,0 +1,1 @@
+"""The training loop, checkpoints, and (in distributed.py) multi-process training."""

@@ -1,0 +1,37 @@
+"""Checkpoints written atomically and loaded with weights_only=True (nothing in them is executed)."""
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import torch
+
+from fewshot.atomic import write_bytes_atomic
+from fewshot.errors import FewshotError
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise FewshotError(f"checkpoint {path} does not exist; train first or pass the right --run")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FewshotError(f"checkpoint {path} is truncated or not a fewshot checkpoint ({first}); "
+                           "resume from another checkpoint or train again") from None
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise FewshotError(f"checkpoint {path} does not fit this model ({first}); "
+                           "it was saved with a different architecture or config") from None

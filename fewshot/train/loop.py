@@ -1,0 +1,275 @@
+"""Single-process training: batches from the store, a learner, Adam + step decay, validation, checkpoints.
+
+A run folder holds `config.json` (the resolved config), `log.csv`, `checkpoints/last.pt` (everything needed
+to resume: weights, optimizer, scheduler, sampler and torch RNG states), `checkpoints/best.pt` (weights of
+the best validation step) and `run.json` (status and provenance).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fewshot.atomic import write_json_atomic
+from fewshot.config import config_digest
+from fewshot.data.store import Store, StoreSplit
+from fewshot.device import autocast, resolve_device, to_float_images, tune_allocator
+from fewshot.episodes.batches import PKSampler
+from fewshot.episodes.sampler import EpisodeSampler
+from fewshot.errors import FewshotError
+from fewshot.evaluate.episodes import evaluate_episodes
+from fewshot.evaluate.stats import mean_ci95
+from fewshot.learners import Batch, Learner, create_learner
+from fewshot.provenance import environment, git_commit, now
+from fewshot.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+
+LOG_FIELDS = ["step", "loss", "train_acc", "lr", "val_acc", "val_ci95", "seconds"]
+
+
+class BatchSource:
+    """Turns a sampler's (class, rank) draws into a device batch of the kind the learner wants."""
+
+    def __init__(self, learner: Learner, split: StoreSplit, config: dict, seed: int) -> None:
+        self.split = split
+        self.kind = learner.batch_kind
+        if self.kind == "episode":
+            e = config["episodes"]
+            self.sampler = EpisodeSampler(split.class_counts, e["ways"], e["shots"], e["queries"], seed,
+                                          split.class_names)
+        else:
+            b = config["batch"]
+            self.sampler = PKSampler(split.class_counts, b["classes"], b["per_class"], seed)
+
+    def rows_and_labels(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        if self.kind == "episode":
+            episode = self.sampler.sample(1)
+            support, query = episode.rows(self.split.class_offsets)
+            rows = np.concatenate([support[0].ravel(), query[0].ravel()])
+            s = self.sampler
+            labels = np.concatenate([np.repeat(np.arange(s.ways), s.shots), np.repeat(np.arange(s.ways), s.queries)])
+            return rows, labels, {"ways": s.ways, "shots": s.shots, "queries": s.queries}
+        classes, ranks = self.sampler.sample()
+        rows = (self.split.class_offsets[classes][:, None] + ranks).ravel()
+        return rows, np.repeat(classes, ranks.shape[1]), {}
+
+    def next(self, device: torch.device, channels_last: bool) -> Batch:
+        rows, labels, shape = self.rows_and_labels()
+        order = np.argsort(rows, kind="stable")
+        # Reading the memmap in row order is sequential I/O; the inverse permutation restores the layout.
+        gathered = np.empty((len(rows), *self.split.image_shape), dtype=np.uint8)
+        gathered[order] = self.split.images[rows[order]]
+        images = to_float_images(torch.from_numpy(gathered), device, channels_last)
+        return Batch(images, torch.from_numpy(labels).to(device), self.kind, **shape)
+
+    def state(self) -> dict:
+        return self.sampler.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.sampler.rng.bit_generator.state = state
+
+
+def build_optimizer(learner: Learner, config: dict):
+    o = config["optim"]
+    params = [p for p in learner.parameters() if p.requires_grad]
+    if o["name"] == "adam":
+        optimizer = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
+    elif o["name"] == "sgd":
+        optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"],
+                                    nesterov=True)
+    else:
+        raise FewshotError(f"optim.name {o['name']!r} is not adam or sgd")
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o["step_size"], gamma=o["gamma"])
+    return optimizer, scheduler
+
+
+def _check_run_folder(out: Path, config: dict, resume: bool) -> None:
+    config_file = out / "config.json"
+    if resume:
+        if not (out / "checkpoints" / "last.pt").exists():
+            raise FewshotError(f"--resume: {out} has no checkpoints/last.pt to resume from")
+        saved = json.loads(config_file.read_text())
+        if config_digest(saved) != config_digest(config):
+            raise FewshotError(f"--resume: the config differs from the one saved in {config_file}; "
+                               "resume with the same config and overrides")
+    elif out.exists() and any(out.iterdir()):
+        raise FewshotError(f"run folder {out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def val_episodes(store: Store, config: dict):
+    t = config["train"]
+    if t["val_split"] not in store.split_names or t["val_every"] <= 0:
+        return None, None
+    split = store.split(t["val_split"])
+    sampler = EpisodeSampler(split.class_counts, min(t["val_ways"], split.n_classes), t["val_shots"],
+                             t["val_queries"], config["seed"] + 10_000, split.class_names)
+    return split, sampler.sample(t["val_episodes"])
+
+
+def train(config: dict, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
+          device_name: str | None = None) -> dict:
+    """Train `config` on the store at `data` into run folder `out`; return the run summary."""
+    tune_allocator()
+    out = Path(out)
+    t = config["train"]
+    device = resolve_device(device_name or t["device"])
+    store = Store(data)
+    split = store.split(t["split"])
+    _check_run_folder(out, config, resume)
+    torch.manual_seed(config["seed"])
+    height, width, channels = split.image_shape
+    learner = create_learner(config, channels, (height, width), split.n_classes).to(device)
+    if t["channels_last"]:
+        learner = learner.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(learner, config)
+    source = BatchSource(learner, split, config, config["seed"])
+    val_split, val_batch = val_episodes(store, config)
+    # Only now, with everything validated, does the run folder get written.
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", config)
+    write_json_atomic(out / "input.json", {"image_shape": list(split.image_shape), "n_classes": split.n_classes,
+                                           "dataset": store.dataset})
+
+    step, best = 0, {"val_acc": -1.0, "step": 0}
+    if resume:
+        state = load_checkpoint(out / "checkpoints" / "last.pt")
+        load_model_state(learner, state["model"], out / "checkpoints" / "last.pt")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        source.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, best = state["step"], state["best"]
+        _truncate_log(out / "log.csv", step)
+    forward = torch.compile(learner.loss) if t["compile"] else learner.loss
+
+    def checkpoint() -> None:
+        save_checkpoint(out / "checkpoints" / "last.pt", {
+            "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "sampler": source.state(), "torch_rng": torch.get_rng_state(),
+            "step": step, "best": best,
+        })
+
+    def validate() -> tuple[float, float]:
+        learner.eval()
+        acc = evaluate_episodes(learner.embed, val_split, val_batch, device, config["eval"]["distance"],
+                                precision=t["precision"], channels_last=t["channels_last"])
+        learner.train()
+        return mean_ci95(acc)
+
+    log_new = not (out / "log.csv").exists()
+    log_file = open(out / "log.csv", "a", newline="")
+    log = csv.DictWriter(log_file, LOG_FIELDS)
+    if log_new:
+        log.writeheader()
+    started = time.perf_counter()
+    write_json_atomic(out / "run.json", _summary(config, store, split, "running", step, best, 0.0))
+    learner.train()
+    bar = tqdm(total=t["steps"], initial=step, disable=not progress, desc=f"train {config['name']}", unit="step")
+    running_loss, running_acc, seen = 0.0, 0.0, 0
+    try:
+        while step < t["steps"]:
+            batch = source.next(device, t["channels_last"])
+            with autocast(device, t["precision"]):
+                loss, metrics = forward(batch)
+            if not torch.isfinite(loss):
+                raise FewshotError(
+                    f"loss became {float(loss)} at step {step + 1}; stopped. The last good checkpoint is "
+                    f"{out / 'checkpoints' / 'last.pt'} (step {step}); lower optim.lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), t["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running_loss += float(loss.detach())
+            running_acc += metrics.get("train_acc", math.nan)
+            seen += 1
+            bar.update(1)
+            row = None
+            if step % t["log_every"] == 0 or step == t["steps"]:
+                row = {"step": step, "loss": running_loss / seen, "train_acc": running_acc / seen,
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+                running_loss, running_acc, seen = 0.0, 0.0, 0
+            if val_batch is not None and (step % t["val_every"] == 0 or step == t["steps"]):
+                val_acc, val_ci = validate()
+                row = row or {"step": step, "lr": optimizer.param_groups[0]["lr"],
+                              "seconds": round(time.perf_counter() - started, 2)}
+                row.update(val_acc=round(val_acc, 3), val_ci95=round(val_ci, 3))
+                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", val=f"{val_acc:.2f}")
+                if val_acc > best["val_acc"]:
+                    best = {"val_acc": val_acc, "step": step}
+                    save_checkpoint(out / "checkpoints" / "best.pt", {"model": learner.state_dict(), "step": step})
+            if row is not None:
+                log.writerow(row)
+                log_file.flush()
+            if step % t["checkpoint_every"] == 0 or step == t["steps"]:
+                checkpoint()
+    finally:
+        bar.close()
+        log_file.close()
+    if val_batch is None:
+        save_checkpoint(out / "checkpoints" / "best.pt", {"model": learner.state_dict(), "step": step})
+        best = {"val_acc": None, "step": step}
+    summary = _summary(config, store, split, "finished", step, best, time.perf_counter() - started)
+    write_json_atomic(out / "run.json", summary)
+    return summary
+
+
+def _summary(config: dict, store: Store, split: StoreSplit, status: str, step: int, best: dict,
+             seconds: float) -> dict:
+    return {
+        "status": status,
+        "method": config["name"],
+        "config_digest": config_digest(config),
+        "steps": step,
+        "best": best,
+        "train_seconds_this_session": round(seconds, 2),
+        "data": str(store.root),
+        "dataset": store.dataset,
+        "train_split_checksum": split.checksum,
+        "commit": git_commit(),
+        "environment": environment(),
+        "time": now(),
+    }
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from, so the log has no duplicated steps."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def load_run(run: str | Path, which: str = "best", device: torch.device | None = None):
+    """Rebuild a trained learner from a run folder: (learner in eval mode, config)."""
+    run = Path(run)
+    config_file = run / "config.json"
+    if not config_file.exists():
+        raise FewshotError(f"{run} is not a run folder (no config.json); train one with `fewshot train`")
+    config = json.loads(config_file.read_text())
+    summary = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    ckpt_path = run / "checkpoints" / f"{which}.pt"
+    state = load_checkpoint(ckpt_path)
+    if not (run / "input.json").exists():
+        raise FewshotError(f"{run} has no input.json describing its input shape; train again")
+    meta = json.loads((run / "input.json").read_text())
+    h, w, c = meta["image_shape"]
+    learner = create_learner(config, c, (h, w), meta["n_classes"])
+    load_model_state(learner, state["model"], ckpt_path)
+    learner.eval()
+    if device is not None:
+        learner.to(device)
+    return learner, config, summary
