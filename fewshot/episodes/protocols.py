@@ -1,0 +1,108 @@
+"""The fixed test protocols the project ships episode files for, and episode files drawn from class counts.
+
+An episode file names images by (class name, rank within class), so it needs only the class names and
+the per-class image counts of the split, not the images: a miniImageNet file can be made from the Ravi
+CSV alone and then resolves on any prepared miniImageNet store whose test classes and counts agree.
+Class names are sorted first, as the store sorts them, so the same seed draws the same episodes as
+`make_episode_file` on a store with those classes.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fewshot.episodes.files import EPISODE_FORMAT, EPISODE_VERSION, EpisodeFile, _arrays_checksum
+from fewshot.episodes.sampler import EpisodeSampler
+from fewshot.errors import FewshotError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One fixed test episode set: which dataset split, and how the episodes are drawn."""
+
+    dataset: str
+    split_variant: str  # whose class split: "vinyals" (Omniglot), "ravi" (miniImageNet)
+    split: str
+    ways: int
+    shots: int
+    queries: int
+    count: int
+    seed: int = 0
+
+    @property
+    def setting(self) -> str:
+        return f"{self.ways}w{self.shots}s"
+
+    @property
+    def filename(self) -> str:
+        return (f"{self.dataset}-{self.split_variant}-{self.split}-{self.setting}-{self.queries}q-"
+                f"{self.count}.npz")
+
+
+# The sets in the top-level episodes/ folder (see episodes/README.md): 15 queries a class, seed 0.
+PROTOCOLS: tuple[Protocol, ...] = (
+    Protocol("omniglot", "vinyals", "test", 5, 1, 15, 1000),
+    Protocol("omniglot", "vinyals", "test", 5, 5, 15, 1000),
+    Protocol("omniglot", "vinyals", "test", 20, 1, 15, 1000),
+    Protocol("omniglot", "vinyals", "test", 20, 5, 15, 1000),
+    Protocol("miniimagenet", "ravi", "test", 5, 1, 15, 2000),
+    Protocol("miniimagenet", "ravi", "test", 5, 5, 15, 2000),
+)
+
+
+def make_episode_file_from_counts(dataset: str, split: str, class_names: list[str], class_counts: list[int],
+                                  ways: int, shots: int, queries: int, count: int, seed: int,
+                                  store_checksum: str | None = None, generated_by: str = "",
+                                  generated_from: str = "") -> EpisodeFile:
+    """Draw `count` episodes from a split described only by its class names and per-class image counts."""
+    names = [str(n) for n in class_names]
+    if len(names) != len(class_counts):
+        raise FewshotError(f"{len(names)} class names but {len(class_counts)} class counts; give one count a class")
+    if len(set(names)) != len(names):
+        raise FewshotError(f"class names of {dataset}/{split} are not unique")
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    names = [names[i] for i in order]
+    counts = np.asarray([int(class_counts[i]) for i in order], dtype=np.int64)
+    batch = EpisodeSampler(counts, ways, shots, queries, seed, names).sample(count)
+    meta = {
+        "format": EPISODE_FORMAT,
+        "format_version": EPISODE_VERSION,
+        "dataset": dataset,
+        "split": split,
+        "store_checksum": store_checksum,
+        "source_variant": None,
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "count": count,
+        "seed": seed,
+        "sampler": "EpisodeSampler/PCG64",
+        "generated_by": generated_by,
+        "generated_from": generated_from or "class names and per-class image counts (no images)",
+        "class_names": names,
+        "class_counts": [int(c) for c in counts],
+        "checksum": _arrays_checksum(batch),
+    }
+    return EpisodeFile(meta, batch)
+
+
+def class_counts_from_csv(path: str | os.PathLike) -> tuple[list[str], list[int]]:
+    """Class names and image counts of a Ravi-style split CSV (`filename,label`, one row an image)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "label" not in reader.fieldnames:
+                raise FewshotError(f"{path} has no 'label' column; expected a Ravi split CSV (filename,label)")
+            counts = Counter(row["label"] for row in reader)
+    except FileNotFoundError:
+        raise FewshotError(f"split CSV {path} does not exist") from None
+    if not counts:
+        raise FewshotError(f"split CSV {path} lists no images")
+    names = sorted(counts)
+    return names, [counts[n] for n in names]
