@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "margin": 0.2,
         "mining": "batch_hard",
         "soft_margin": False,
+        "triplet_reduction": "nonzero",
         "scale": 64.0,
         "center_margin": 0.2,
         "center_lambda": 1.0,

@@ -1,1 +1,2 @@
-"""Losses: one file each."""
+"""Losses: one class (an nn.Module with `forward`) a file, each registered by name with `register_loss`."""
+from fewshot.losses.registry import create_loss, list_losses, register_loss  # noqa: F401

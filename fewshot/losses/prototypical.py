@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from fewshot.losses.registry import register_loss
 
 
 def prototypes(support: torch.Tensor, ways: int, shots: int) -> torch.Tensor:
@@ -27,3 +30,15 @@ def prototypical_loss(embeddings: torch.Tensor, ways: int, shots: int, queries: 
     loss = F.cross_entropy(logits, targets)
     accuracy = (logits.argmax(dim=1) == targets).float().mean()
     return loss, accuracy
+
+
+@register_loss("prototypical")
+class PrototypicalLoss(nn.Module):
+    """`prototypical_loss` as a registered loss: the mean cross-entropy of one episode's queries."""
+
+    def __init__(self, distance: str = "euclidean") -> None:
+        super().__init__()
+        self.distance = distance
+
+    def forward(self, embeddings: torch.Tensor, ways: int, shots: int, queries: int) -> torch.Tensor:
+        return prototypical_loss(embeddings, ways, shots, queries, self.distance)[0]

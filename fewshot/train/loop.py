@@ -76,7 +76,9 @@ class BatchSource:
 
 def build_optimizer(learner: Learner, config: dict):
     o = config["optim"]
-    params = [p for p in learner.parameters() if p.requires_grad]
+    # A learner may give some parameters their own rate (the center learner's centers: loss.center_lr_scale).
+    params = (learner.parameter_groups(o["lr"]) if hasattr(learner, "parameter_groups")
+              else [p for p in learner.parameters() if p.requires_grad])
     if o["name"] == "adam":
         optimizer = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
     elif o["name"] == "sgd":

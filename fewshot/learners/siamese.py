@@ -1,0 +1,36 @@
+"""Siamese network (Hermans et al. 2017): a triplet loss on P x K batches, optional CIR on the embeddings."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshot.learners.base import Batch, Learner
+from fewshot.learners.registry import register_learner
+from fewshot.losses import create_loss
+from fewshot.regularizers import create_regularizer
+
+
+@register_learner("siamese")
+class SiameseLearner(Learner):
+    batch_kind = "pk"
+
+    def __init__(self, config: dict, in_channels: int, image_size: tuple[int, int], n_classes: int) -> None:
+        super().__init__(config, in_channels, image_size, n_classes)
+        self.triplet = create_loss(config, allowed=("triplet",), learner="siamese")
+        self.cir = create_regularizer(config, n_classes, self.embedding_dim)
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        features = self.head.net(self.backbone(batch.images))
+        clean = F.normalize(features, dim=-1) if self.head.normalize else features
+        if self.cir is not None:
+            features = self.cir(features, batch.labels)
+        embeddings = F.normalize(features, dim=-1) if self.head.normalize else features
+        loss = self.triplet(embeddings, batch.labels)
+        return loss, {"train_acc": leave_one_out_accuracy(clean.detach(), batch.labels)}
+
+
+def leave_one_out_accuracy(embeddings: torch.Tensor, labels: torch.Tensor) -> float:
+    """How often an image's nearest other image in the batch shares its class (a cheap training signal)."""
+    dist = torch.cdist(embeddings.float(), embeddings.float())
+    dist.fill_diagonal_(float("inf"))
+    return float((labels[dist.argmin(1)] == labels).float().mean())
