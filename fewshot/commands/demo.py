@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(run_dir)  # the demo's own folder, left by a run stopped before its first checkpoint
         train(config, data, run_dir, resume=resume,
               progress=not args.no_progress, device_name=args.device)
-    print("[3/4] evaluating on 1,000 fixed test episodes per setting (and the raw-pixel floor)")
+    print(f"[3/4] evaluating on {args.episodes:,} fixed test episodes per setting (and the raw-pixel floor)")
     records = evaluate_run(run_dir, files, data, args.device) + evaluate_pixels(data, files, args.device)
     for record in records:
         write_record(record, results / f"{record['method']}-{record['setting']}.json")

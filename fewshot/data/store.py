@@ -146,7 +146,8 @@ class StoreWriter:
 
     def __enter__(self) -> "StoreWriter":
         check_output_folder(self.out, self.force)
-        self._ctx = atomic_directory(self.out, replace=self.force)
+        # An existing empty folder (checked just above) is replaced too, like a forced store.
+        self._ctx = atomic_directory(self.out, replace=self.force or self.out.is_dir())
         self._tmp = self._ctx.__enter__()
         return self
 

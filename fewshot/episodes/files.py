@@ -69,14 +69,15 @@ class EpisodeFile:
         """Map this file's classes onto `split`; refuse when the store is not the one it was made for."""
         names = self.meta["class_names"]
         counts = self.meta["class_counts"]
-        if self.meta.get("store_checksum") == split.checksum:
-            return self.batch
         where = f"episode file {self.path or ''}".strip()
+        # Checked before the checksum shortcut: a split's checksum covers its arrays, not the dataset name.
         if self.meta["dataset"] != split.dataset:
             raise FewshotError(
                 f"{where} was made for dataset {self.meta['dataset']!r} but the store holds {split.dataset!r}; "
                 "use episodes made for this dataset"
             )
+        if self.meta.get("store_checksum") == split.checksum:
+            return self.batch
         index = {name: i for i, name in enumerate(split.class_names)}
         missing = [n for n in names if n not in index]
         if missing:

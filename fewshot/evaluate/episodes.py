@@ -19,8 +19,9 @@ def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_row
     `support_rows` (E, N, K) and `query_rows` (E, N, Q) index rows of `embeddings` (M, D). Work is done
     `batch_episodes` at a time, so memory is bounded whatever E is.
     """
-    support_rows = torch.as_tensor(np.asarray(support_rows), dtype=torch.long)
-    query_rows = torch.as_tensor(np.asarray(query_rows), dtype=torch.long)
+    # ascontiguousarray: torch refuses numpy views with negative strides (e.g. a reversed class axis).
+    support_rows = torch.as_tensor(np.ascontiguousarray(support_rows), dtype=torch.long)
+    query_rows = torch.as_tensor(np.ascontiguousarray(query_rows), dtype=torch.long)
     n_episodes, ways, _ = support_rows.shape
     queries = query_rows.shape[2]
     targets = torch.arange(ways).repeat_interleave(queries)

@@ -1,0 +1,185 @@
+"""The prepared store: round trip, canonical order, checksums, verify, atomic and refusing writes, CLI."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from fewshot.cli import main
+from fewshot.data.store import Store, StoreWriter, sha256_file
+from fewshot.errors import FewshotError
+
+
+def _images(n: int, shape=(4, 5, 1)) -> np.ndarray:
+    """Image i is filled with the value i, so every image can be traced back to its source index."""
+    return np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, *shape)).copy()
+
+
+def _write_unsorted(out, force: bool = False):
+    # Class names given out of order; labels interleaved in source order.
+    names = ["zebra", "apple", "mango"]
+    labels = np.array([0, 1, 2, 1, 0, 2, 1, 0, 0])
+    with StoreWriter(out, "toy", "toy-v1", force=force) as writer:
+        writer.add_split("train", _images(len(labels)), labels, names, categories=["animal", "fruit", "fruit"])
+        writer.add_split("test", _images(4), [0, 0, 1, 1], ["b", "a"])
+    return names, labels
+
+
+def test_round_trip_sorts_classes_and_keeps_source_order_within_class(tmp_path):
+    _write_unsorted(tmp_path / "store")
+    store = Store(tmp_path / "store")
+    assert store.dataset == "toy" and store.split_names == ["train", "test"]
+    train = store.split("train")
+    assert train.class_names == ["apple", "mango", "zebra"]
+    assert train.categories == ["fruit", "fruit", "animal"]
+    # apple = source 1, 3, 6; mango = 2, 5; zebra = 0, 4, 7, 8 (source order kept within a class).
+    assert train.images[:, 0, 0, 0].tolist() == [1, 3, 6, 2, 5, 0, 4, 7, 8]
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert train.labels.dtype == np.int32
+    assert train.class_counts.tolist() == [3, 2, 4]
+    assert train.class_offsets.tolist() == [0, 3, 5]
+    assert train.image_shape == (4, 5, 1)
+    assert isinstance(train.images, np.memmap)
+    test = store.split("test")
+    assert test.class_names == ["a", "b"] and test.categories is None
+    assert test.images[:, 0, 0, 0].tolist() == [2, 3, 0, 1]
+
+
+def test_split_is_a_torch_dataset(tmp_path):
+    _write_unsorted(tmp_path / "store")
+    train = Store(tmp_path / "store").split("train")
+    image, label = train[3]
+    assert len(train) == 9
+    assert tuple(image.shape) == (1, 4, 5)
+    assert image.dtype.is_floating_point and float(image.max()) == pytest.approx(2 / 255)
+    assert label == 1
+
+
+def test_manifest_checksums_match_files(tmp_path):
+    _write_unsorted(tmp_path / "store")
+    split = Store(tmp_path / "store").split("train")
+    manifest = json.loads((tmp_path / "store" / "train" / "manifest.json").read_text())
+    for name in ("images.npy", "labels.npy", "classes.json"):
+        expected = hashlib.sha256((tmp_path / "store" / "train" / name).read_bytes()).hexdigest()
+        assert manifest["sha256"][name] == expected == sha256_file(tmp_path / "store" / "train" / name)
+    joined = "".join(f"{n}:{manifest['sha256'][n]};" for n in ("images.npy", "labels.npy", "classes.json"))
+    assert split.checksum == hashlib.sha256(joined.encode()).hexdigest()
+    assert manifest["n_images"] == 9 and manifest["n_classes"] == 3
+    assert manifest["class_counts_min"] == 2 and manifest["class_counts_max"] == 4
+    assert split.verify() == []
+
+
+def test_same_content_gives_same_checksum(tmp_path):
+    _write_unsorted(tmp_path / "a")
+    _write_unsorted(tmp_path / "b")
+    assert Store(tmp_path / "a").split("train").checksum == Store(tmp_path / "b").split("train").checksum
+    assert Store(tmp_path / "a").split("train").checksum != Store(tmp_path / "a").split("test").checksum
+
+
+def test_verify_detects_a_flipped_byte_and_cli_exits_2(tmp_path, capsys):
+    _write_unsorted(tmp_path / "store")
+    assert main(["verify", str(tmp_path / "store")]) == 0
+    assert "all 2 splits match" in capsys.readouterr().out
+    images = tmp_path / "store" / "train" / "images.npy"
+    data = bytearray(images.read_bytes())
+    data[-1] ^= 0xFF  # the last pixel: the header still parses, only the content differs
+    images.write_bytes(bytes(data))
+    assert Store(tmp_path / "store").verify() == {"train": ["images.npy"], "test": []}
+    assert main(["verify", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fewshot: error: ") and err.count("\n") == 1
+    assert "images.npy" in err and "prepare it again" in err
+
+
+def test_exception_inside_writer_leaves_no_output(tmp_path):
+    out = tmp_path / "store"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with StoreWriter(out, "toy", "toy-v1") as writer:
+            writer.add_split("train", _images(3), [0, 1, 1], ["a", "b"])
+            raise RuntimeError("interrupted")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind either
+
+
+def test_refuses_non_empty_output_without_force(tmp_path):
+    out = tmp_path / "store"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FewshotError, match="--force"):
+        _write_unsorted(out)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_refuses_a_file_as_output(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FewshotError, match="not a folder"):
+        _write_unsorted(tmp_path / "file")
+
+
+def test_empty_existing_folder_is_used(tmp_path):
+    (tmp_path / "store").mkdir()
+    _write_unsorted(tmp_path / "store")
+    assert Store(tmp_path / "store").split_names == ["train", "test"]
+
+
+def test_force_replaces_an_existing_store(tmp_path):
+    out = tmp_path / "store"
+    with StoreWriter(out, "old", "v0") as writer:
+        writer.add_split("val", _images(2), [0, 1], ["x", "y"])
+    with pytest.raises(FewshotError, match="prepared store"):
+        _write_unsorted(out)
+    _write_unsorted(out, force=True)
+    store = Store(out)
+    assert store.dataset == "toy" and store.split_names == ["train", "test"]
+    assert not (out / "val").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_writer_rejects_bad_input(tmp_path):
+    with pytest.raises(FewshotError, match="not unique"):
+        with StoreWriter(tmp_path / "a", "toy", "v") as writer:
+            writer.add_split("train", _images(2), [0, 1], ["x", "x"])
+    with pytest.raises(FewshotError, match="outside"):
+        with StoreWriter(tmp_path / "b", "toy", "v") as writer:
+            writer.add_split("train", _images(2), [0, 2], ["x", "y"])
+    with pytest.raises(FewshotError, match="never written"):
+        with StoreWriter(tmp_path / "c", "toy", "v") as writer:
+            sink = writer.split_sink("train", [0, 1, 1], ["x", "y"], (4, 5, 1))
+            sink.put([0, 2], _images(2))
+            writer.finish_split("train", sink)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streaming_sink_in_any_order(tmp_path):
+    labels = [1, 0, 1, 0]
+    with StoreWriter(tmp_path / "s", "toy", "v") as writer:
+        sink = writer.split_sink("train", labels, ["b", "a"], (4, 5, 1))
+        sink.put([3, 1], _images(4)[[3, 1]])
+        sink.put([2, 0], _images(4)[[2, 0]])
+        writer.finish_split("train", sink)
+    split = Store(tmp_path / "s").split("train")
+    assert split.class_names == ["a", "b"]
+    assert split.images[:, 0, 0, 0].tolist() == [0, 2, 1, 3]
+
+
+def test_opening_errors_are_one_line(tmp_path):
+    with pytest.raises(FewshotError, match="does not exist"):
+        Store(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FewshotError, match="no store.json"):
+        Store(tmp_path / "empty")
+    _write_unsorted(tmp_path / "store")
+    with pytest.raises(FewshotError, match="has no split 'val'"):
+        Store(tmp_path / "store").split("val")
+
+
+def test_cli_info_prints_every_split(tmp_path, capsys):
+    _write_unsorted(tmp_path / "store")
+    assert main(["info", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "dataset toy, source toy-v1" in out
+    assert "train: 9 images, 3 classes, 2 categories, 2-4 a class, shape (4, 5, 1)" in out
+    assert "test: 4 images, 2 classes, 2-2 a class" in out
