@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "mining": "batch_hard",
         "soft_margin": False,
         "triplet_reduction": "nonzero",
+        "global_mining": False,  # triplets mined over all processes' batches (docs/distributed.md)
         "scale": 64.0,
         "center_margin": 0.2,
         "center_lambda": 1.0,
@@ -74,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
         "compile": False,
         "augment": False,
         "max_grad_norm": 0.0,
+        # Episodes a step (episodic learners): the global batch, shared out over processes (docs/distributed.md).
+        "episodes_per_step": 1,
+        # SyncBatchNorm across processes (GPUs only), so a PK batch split over ranks normalises as a whole.
+        "sync_batchnorm": False,
     },
     "eval": {"distance": "euclidean", "batch_episodes": 250},
 }
@@ -91,6 +96,13 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 VALID_KEYS = _flatten(DEFAULTS)
+
+# Counts that must be 1 or more: 0 or less would train nothing, draw no episode, or divide by zero.
+POSITIVE_KEYS = {
+    "episodes.ways", "episodes.shots", "episodes.queries", "batch.classes", "batch.per_class", "train.steps",
+    "train.val_episodes", "train.val_ways", "train.val_shots", "train.val_queries", "train.checkpoint_every",
+    "train.log_every", "train.episodes_per_step", "eval.batch_episodes",
+}
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -132,6 +144,8 @@ def _set(config: dict, key: str, value: Any, where: str) -> None:
     for part in parents:
         node = node[part]
     node[leaf] = _coerce(key, value, where)
+    if key in POSITIVE_KEYS and node[leaf] < 1:
+        raise FewshotError(f"{where}: {key} must be a positive integer, got {node[leaf]}")
 
 
 def list_configs() -> list[str]:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from fewshot.commands.common import add_device
+from fewshot.device import resolve_device
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
 from fewshot.evaluate.run import evaluate_pixels, evaluate_run
 from fewshot.results.records import write_record
+from fewshot.train import distributed
 
 
 def add_parser(sub) -> None:
@@ -29,6 +32,15 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = distributed.local_device(resolve_device(args.device))
+        with distributed.process_group(device):
+            return _run(argparse.Namespace(**{**vars(args), "device": str(device)}))
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
     files = [load_episode_file(f) for f in args.episodes]
@@ -38,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         records = evaluate_pixels(args.data, files, args.device)
     else:
         records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
+    if not distributed.is_writer():
+        return 0
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
         raise FewshotError("--out names one .json file but several episode files were given; pass a folder")
     for record in records:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fewshot.data.store import StoreSplit
 from fewshot.episodes.sampler import EpisodeBatch
-from fewshot.evaluate.embed import embed_rows
+from fewshot.evaluate import distributed as sharded
 
 
 def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_rows: np.ndarray,
@@ -51,6 +51,7 @@ def evaluate_episodes(embed: Callable[[torch.Tensor], torch.Tensor], split: Stor
     """Embed only the rows the episodes use, once, then score all episodes over that cache."""
     support_rows, query_rows = episodes.rows(split.class_offsets)
     needed = np.unique(np.concatenate([support_rows.ravel(), query_rows.ravel()]))
-    cache = embed_rows(embed, split.images, needed, device, embed_batch, precision, channels_last)
+    # In a process group, ranks share the work and all get the single-process result (else: plain calls).
+    cache = sharded.embed_rows(embed, split.images, needed, device, embed_batch, precision, channels_last)
     position = np.searchsorted(needed, support_rows), np.searchsorted(needed, query_rows)
-    return score_episodes(cache, position[0], position[1], distance, batch_episodes)
+    return sharded.score_episodes(cache, position[0], position[1], distance, batch_episodes)

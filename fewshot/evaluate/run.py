@@ -12,8 +12,8 @@ from fewshot.data.store import Store
 from fewshot.device import resolve_device, tune_allocator
 from fewshot.episodes.files import EpisodeFile
 from fewshot.errors import FewshotError
-from fewshot.evaluate.embed import embed_rows, pixel_embed
-from fewshot.evaluate.episodes import score_episodes
+from fewshot.evaluate import distributed as sharded
+from fewshot.evaluate.embed import pixel_embed
 from fewshot.results.records import make_record
 
 
@@ -35,12 +35,14 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, 
         resolved = [f.resolve(split) for f in files]
         rows = [batch.rows(split.class_offsets) for batch in resolved]
         needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
-        cache = embed_rows(embed, split.images, needed, device, precision=precision, channels_last=channels_last)
+        # Under torchrun the ranks share embedding and scoring; each gets the single-process numbers.
+        cache = sharded.embed_rows(embed, split.images, needed, device, precision=precision,
+                                   channels_last=channels_last)
         embed_seconds = time.perf_counter() - started
         for f, (support, query) in zip(files, rows):
             t0 = time.perf_counter()
-            acc = score_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
-                                 distance, batch_episodes)
+            acc = sharded.score_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
+                                         distance, batch_episodes)
             seconds = embed_seconds / len(files) + time.perf_counter() - t0
             records.append(make_record(method, acc, f.meta, split.checksum, config, run, seconds,
                                        extra={"distance": distance}))

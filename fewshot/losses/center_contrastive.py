@@ -23,6 +23,7 @@ from torch import nn
 
 from fewshot.errors import FewshotError
 from fewshot.losses.registry import register_loss
+from fewshot.train.distributed import all_reduce_sum
 
 
 @register_loss("center_contrastive")
@@ -63,6 +64,8 @@ class CenterContrastiveLoss(nn.Module):
     def _follow(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         sums = torch.zeros_like(self.centers).index_add_(0, labels, x.to(self.centers.dtype))
         counts = torch.bincount(labels, minlength=len(self.centers))
+        # Under torch.distributed the bank follows every process's batch, so all ranks hold the same centers.
+        sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
         seen = counts > 0
         means = sums[seen] / counts[seen, None]
         self.centers[seen] = F.normalize(self.momentum * self.centers[seen] + (1 - self.momentum) * means, dim=1)

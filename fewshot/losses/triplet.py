@@ -12,6 +12,8 @@ Mining (all vectorised over the batch's distance matrix):
 Reduction: "nonzero" averages over the triplets whose loss is > 0 (pytorch-metric-learning's default
 AvgNonZeroReducer, so values equal its TripletMarginLoss on the same triplets; 0 when none is active);
 "mean" averages over all mined triplets (Hermans's batch-hard average over anchors).
+global_mining: under torch.distributed, anchors are this process's rows and their positives and negatives
+come from every process's batch (all-gathered, gradients flow back to their owners); no effect in one process.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torch import nn
 
 from fewshot.errors import FewshotError
 from fewshot.losses.registry import register_loss
+from fewshot.train.distributed import all_gather_cat, is_distributed, rank
 
 DISTANCES = ("euclidean", "cosine")
 MININGS = ("batch_hard", "semi_hard", "all")
@@ -30,7 +33,7 @@ REDUCTIONS = ("nonzero", "mean")
 @register_loss("triplet")
 class TripletMarginLoss(nn.Module):
     def __init__(self, margin: float = 0.2, distance: str = "euclidean", mining: str = "batch_hard",
-                 soft_margin: bool = False, triplet_reduction: str = "nonzero") -> None:
+                 soft_margin: bool = False, triplet_reduction: str = "nonzero", global_mining: bool = False) -> None:
         super().__init__()
         for key, value, choices in (("distance", distance, DISTANCES), ("mining", mining, MININGS),
                                     ("triplet_reduction", triplet_reduction, REDUCTIONS)):
@@ -38,17 +41,24 @@ class TripletMarginLoss(nn.Module):
                 raise FewshotError(f"loss.{key} = {value!r} is not one of {', '.join(choices)}")
         self.margin, self.distance, self.mining = float(margin), distance, mining
         self.soft_margin, self.reduction = bool(soft_margin), triplet_reduction
+        self.global_mining = bool(global_mining)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean triplet loss of a batch of embeddings (B, D) with integer labels (B,)."""
         embeddings = embeddings.float()
+        # Candidates for positives and negatives: this batch, or every process's (rows `first`... are ours).
+        others, other_labels, first = embeddings, labels, 0
+        if self.global_mining and is_distributed():
+            others, other_labels, first = all_gather_cat(embeddings), all_gather_cat(labels), rank() * len(labels)
         if self.distance == "euclidean":
-            dist = torch.cdist(embeddings, embeddings)
+            dist = torch.cdist(embeddings, others)
         else:
             unit = F.normalize(embeddings, dim=-1)
-            dist = 1.0 - unit @ unit.T
-        same = labels[:, None] == labels[None, :]
-        positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+            dist = 1.0 - unit @ (unit if others is embeddings else F.normalize(others, dim=-1)).T
+        same = labels[:, None] == other_labels[None, :]
+        itself = (torch.arange(len(labels), device=labels.device)[:, None] + first
+                  == torch.arange(len(other_labels), device=labels.device)[None, :])
+        positive = same & ~itself
         negative = ~same
         if self.mining == "batch_hard":
             has_both = positive.any(1) & negative.any(1)

@@ -1,4 +1,7 @@
-"""Single-process training: batches from the store, a learner, Adam + step decay, validation, checkpoints.
+"""Training: batches from the store, a learner, Adam + step decay, validation, checkpoints.
+
+One process, or several under torch.distributed (fewshot/train/distributed.py: shares of one global batch,
+rank 0 alone writes).
 
 A run folder holds `config.json` (the resolved config), `log.csv`, `checkpoints/last.pt` (everything needed
 to resume: weights, optimizer, scheduler, sampler and torch RNG states), `checkpoints/best.pt` (weights of
@@ -9,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from fewshot.evaluate.episodes import evaluate_episodes
 from fewshot.evaluate.stats import mean_ci95
 from fewshot.learners import Batch, Learner, create_learner
 from fewshot.provenance import environment, git_commit, now
+from fewshot.train import distributed
 from fewshot.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 
 LOG_FIELDS = ["step", "loss", "train_acc", "lr", "val_acc", "val_ci95", "seconds"]
@@ -45,16 +50,31 @@ class BatchSource:
         else:
             b = config["batch"]
             self.sampler = PKSampler(split.class_counts, b["classes"], b["per_class"], seed)
+        # Every rank draws the whole global batch from this same seeded stream and keeps its share (episodes
+        # rank::world, or one block of classes), so the global batch is the same whatever the process count.
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.episodes_per_step = config["train"]["episodes_per_step"]
+        if self.kind == "episode":
+            self.batches_per_step = distributed.per_rank_share(self.episodes_per_step, "train.episodes_per_step")
+        elif self.episodes_per_step != 1:
+            raise FewshotError(f"train.episodes_per_step={self.episodes_per_step} is for episodic learners; "
+                               f"{config['learner']} trains on PK batches: set batch.classes instead")
+        else:
+            self.batches_per_step = 1
+            self.classes_per_rank = distributed.per_rank_share(config["batch"]["classes"], "batch.classes")
+        self._episodes: list = []
 
     def rows_and_labels(self) -> tuple[np.ndarray, np.ndarray, dict]:
         if self.kind == "episode":
-            episode = self.sampler.sample(1)
+            episode = self._local_episode()
             support, query = episode.rows(self.split.class_offsets)
             rows = np.concatenate([support[0].ravel(), query[0].ravel()])
             s = self.sampler
             labels = np.concatenate([np.repeat(np.arange(s.ways), s.shots), np.repeat(np.arange(s.ways), s.queries)])
             return rows, labels, {"ways": s.ways, "shots": s.shots, "queries": s.queries}
         classes, ranks = self.sampler.sample()
+        mine = slice(self.rank * self.classes_per_rank, (self.rank + 1) * self.classes_per_rank)
+        classes, ranks = classes[mine], ranks[mine]
         rows = (self.split.class_offsets[classes][:, None] + ranks).ravel()
         return rows, np.repeat(classes, ranks.shape[1]), {}
 
@@ -66,6 +86,12 @@ class BatchSource:
         gathered[order] = self.split.images[rows[order]]
         images = to_float_images(torch.from_numpy(gathered), device, channels_last)
         return Batch(images, torch.from_numpy(labels).to(device), self.kind, **shape)
+
+    def _local_episode(self):
+        if not self._episodes:
+            drawn = self.sampler.sample(self.episodes_per_step)
+            self._episodes = [drawn[i] for i in range(self.rank, len(drawn), self.world)]
+        return self._episodes.pop(0)
 
     def state(self) -> dict:
         return self.sampler.rng.bit_generator.state
@@ -115,14 +141,25 @@ def val_episodes(store: Store, config: dict):
 
 def train(config: dict, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
           device_name: str | None = None) -> dict:
-    """Train `config` on the store at `data` into run folder `out`; return the run summary."""
+    """Train `config` on the store at `data` into run folder `out`; return the run summary.
+
+    Under torchrun (or `fewshot train --nproc N`) every process calls this; see fewshot/train/distributed.py.
+    """
+    device = distributed.local_device(resolve_device(device_name or config["train"]["device"]))
+    with distributed.process_group(device):
+        return _train(config, data, out, resume, progress, str(device))
+
+
+def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progress: bool,
+           device_name: str | None) -> dict:
     tune_allocator()
     out = Path(out)
     t = config["train"]
     device = resolve_device(device_name or t["device"])
     store = Store(data)
     split = store.split(t["split"])
-    _check_run_folder(out, config, resume)
+    distributed.on_rank0(_check_run_folder, out, config, resume)
+    writer = distributed.is_writer()  # rank 0 alone writes the run folder
     torch.manual_seed(config["seed"])
     height, width, channels = split.image_shape
     learner = create_learner(config, channels, (height, width), split.n_classes).to(device)
@@ -132,24 +169,30 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
     source = BatchSource(learner, split, config, config["seed"])
     val_split, val_batch = val_episodes(store, config)
     # Only now, with everything validated, does the run folder get written.
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", config)
-    write_json_atomic(out / "input.json", {"image_shape": list(split.image_shape), "n_classes": split.n_classes,
-                                           "dataset": store.dataset})
+    if writer:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", config)
+        write_json_atomic(out / "input.json", {"image_shape": list(split.image_shape), "n_classes": split.n_classes,
+                                               "dataset": store.dataset})
 
     step, best = 0, {"val_acc": -1.0, "step": 0}
     if resume:
-        state = load_checkpoint(out / "checkpoints" / "last.pt")
+        state = distributed.on_rank0(load_checkpoint, out / "checkpoints" / "last.pt")
         load_model_state(learner, state["model"], out / "checkpoints" / "last.pt")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         source.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         step, best = state["step"], state["best"]
-        _truncate_log(out / "log.csv", step)
+        if writer:
+            _truncate_log(out / "log.csv", step)
+    distributed.separate_rank_rng(config["seed"], step)
     forward = torch.compile(learner.loss) if t["compile"] else learner.loss
+    forward = distributed.wrap_for_training(learner, forward, device, t["sync_batchnorm"])
 
     def checkpoint() -> None:
+        if not writer:
+            return
         save_checkpoint(out / "checkpoints" / "last.pt", {
             "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler": source.state(), "torch_rng": torch.get_rng_state(),
@@ -157,6 +200,7 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
         })
 
     def validate() -> tuple[float, float]:
+        distributed.broadcast_buffers(learner)  # one model on all ranks, which share the validation work
         learner.eval()
         acc = evaluate_episodes(learner.embed, val_split, val_batch, device, config["eval"]["distance"],
                                 precision=t["precision"], channels_last=t["channels_last"])
@@ -164,33 +208,34 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
         return mean_ci95(acc)
 
     log_new = not (out / "log.csv").exists()
-    log_file = open(out / "log.csv", "a", newline="")
+    log_file = open(out / "log.csv" if writer else os.devnull, "a", newline="")
     log = csv.DictWriter(log_file, LOG_FIELDS)
     if log_new:
         log.writeheader()
     started = time.perf_counter()
-    write_json_atomic(out / "run.json", _summary(config, store, split, "running", step, best, 0.0))
+    if writer:
+        write_json_atomic(out / "run.json", _summary(config, store, split, "running", step, best, 0.0))
     learner.train()
-    bar = tqdm(total=t["steps"], initial=step, disable=not progress, desc=f"train {config['name']}", unit="step")
+    bar = tqdm(total=t["steps"], initial=step, disable=not (progress and writer), desc=f"train {config['name']}",
+               unit="step")
     running_loss, running_acc, seen = 0.0, 0.0, 0
     try:
         while step < t["steps"]:
-            batch = source.next(device, t["channels_last"])
-            with autocast(device, t["precision"]):
-                loss, metrics = forward(batch)
-            if not torch.isfinite(loss):
+            batches = [source.next(device, t["channels_last"]) for _ in range(source.batches_per_step)]
+            optimizer.zero_grad(set_to_none=True)
+            # Forward and backward of this rank's batches; loss and metrics come back as global means.
+            loss, metrics = distributed.backward_step(forward, batches, lambda: autocast(device, t["precision"]))
+            if not math.isfinite(loss):
                 raise FewshotError(
-                    f"loss became {float(loss)} at step {step + 1}; stopped. The last good checkpoint is "
+                    f"loss became {loss} at step {step + 1}; stopped. The last good checkpoint is "
                     f"{out / 'checkpoints' / 'last.pt'} (step {step}); lower optim.lr or check the data"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if t["max_grad_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(learner.parameters(), t["max_grad_norm"])
             optimizer.step()
             scheduler.step()
             step += 1
-            running_loss += float(loss.detach())
+            running_loss += loss
             running_acc += metrics.get("train_acc", math.nan)
             seen += 1
             bar.update(1)
@@ -208,7 +253,9 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
                 bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", val=f"{val_acc:.2f}")
                 if val_acc > best["val_acc"]:
                     best = {"val_acc": val_acc, "step": step}
-                    save_checkpoint(out / "checkpoints" / "best.pt", {"model": learner.state_dict(), "step": step})
+                    if writer:
+                        save_checkpoint(out / "checkpoints" / "best.pt",
+                                        {"model": learner.state_dict(), "step": step})
             if row is not None:
                 log.writerow(row)
                 log_file.flush()
@@ -218,10 +265,12 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
         bar.close()
         log_file.close()
     if val_batch is None:
-        save_checkpoint(out / "checkpoints" / "best.pt", {"model": learner.state_dict(), "step": step})
+        if writer:
+            save_checkpoint(out / "checkpoints" / "best.pt", {"model": learner.state_dict(), "step": step})
         best = {"val_acc": None, "step": step}
     summary = _summary(config, store, split, "finished", step, best, time.perf_counter() - started)
-    write_json_atomic(out / "run.json", summary)
+    if writer:
+        write_json_atomic(out / "run.json", summary)
     return summary
 
 
