@@ -1,21 +1,38 @@
-"""`fewshot table RESULT... --format md|csv|latex`."""
+"""`fewshot table RESULT... --format md|csv|latex [--baseline METHOD] [--ci normal|t] [--per-seed]`."""
 from __future__ import annotations
 
 import argparse
-
+from fewshot.errors import FewshotError
 from fewshot.results.records import load_records
 from fewshot.results.tables import format_table
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("table", help="table result records: rows methods, columns settings, mean +- ci95",
-                       description="Read result records (files or folders of them) and print a table.")
+                       description="Read result records (files or folders of them) and print a table: rows "
+                                   "methods (the raw-pixel floor last), columns episode settings, cells mean +- "
+                                   "95%% CI. Bold: the best mean of each column and every method whose paired "
+                                   "difference from it is not significant (paired t-test on the same episodes, "
+                                   "p >= 0.05). Several seeds of one method (same method name, different seed): "
+                                   "mean over seeds +- Student-t 95%% CI over the seed means. A column mixing "
+                                   "episode sets is refused. csv gives numbers: per column mean, ci95, bold (1/0).")
     p.add_argument("results", nargs="+", help="result .json files or folders")
-    p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex"],
+                   help="md (with a caption line), csv (numeric columns), latex (booktabs table with caption)")
     p.add_argument("--decimals", type=int, default=2)
+    p.add_argument("--ci", default="normal", choices=["normal", "t"],
+                   help="interval over episodes: normal 1.96*std/sqrt(n), ddof 0 (default, the field's "
+                        "convention) or Student-t, ddof 1")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="add a column per setting: paired difference from METHOD, mean +- 95%% CI, * p < 0.05")
+    p.add_argument("--per-seed", action="store_true", help="one row per seed instead of the mean over seeds")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(format_table(load_records(args.results), args.format, args.decimals), end="")
+    if args.decimals < 0:
+        raise FewshotError(f"--decimals must be 0 or more, got {args.decimals}")
+    text = format_table(load_records(args.results), args.format, args.decimals, baseline=args.baseline, ci=args.ci,
+                        per_seed=args.per_seed)
+    print(text, end="")
     return 0

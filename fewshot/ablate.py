@@ -1,0 +1,364 @@
+"""Ablations: a grid over config keys, every point trained and evaluated on the same fixed episodes.
+
+A SPEC is a TOML file (examples in ablations/):
+
+    name = "cir-strength-siamese"            # default: the file's stem
+    config = "siamese-triplet-cir"           # base method config (name, or a .toml path)
+    data = "stores/omniglot"                 # prepared store (--data overrides)
+    out = "work-runs/ablations/cir"          # output folder (--out overrides; default work-runs/ablations/NAME)
+    seeds = [0]                              # training seeds of every point
+    overrides = { "train.steps" = 5000 }     # fixed for every point
+    baselines = [{ "cir.enabled" = false }]  # optional extra points outside the grid (rows in the table,
+                                             # dashed reference lines in the plot); before any [table]
+
+    [grid]                                   # key -> list of values; every combination is a point
+    "cir.p" = [0.25, 0.5, 0.75]              # (quoted dotted keys; a nested table works too)
+    "cir.alpha" = [0.25, 0.5, 1.0]
+    # config = ["protonet", "siamese-triplet"]  # the special key `config` sweeps the base config
+
+    [episodes]                               # fixed episode files ...
+    files = ["episodes/omniglot-vinyals-test-5w1s-15q-1000.npz"]
+    # ... or drawn once from the store's test split:
+    # ways = [5]  shots = [1, 5]  queries = 15  count = 1000  seed = 0
+
+Relative paths are taken from the current folder. Output: OUT/runs/ (one run folder per point and seed,
+named by config digest), OUT/results/ (records, or --results), OUT/table.md, OUT/table.csv and
+OUT/ablation.png (accuracy +- 95% CI against each swept key, one line per combination of the others).
+
+A point whose records exist is skipped; a stopped run resumes from checkpoints/last.pt; so an ablation
+can be stopped and started again at any time. `jobs` worker processes run points in parallel, each with
+max(1, cores // jobs) torch threads.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fewshot.bench import (DEFAULT_COUNT, DEFAULT_QUERIES, EPISODE_SEED, check_episode_files, evaluate_and_write,
+                           fixed_episode_files, index_records, missing_files, run_folder, store_id, train_or_reuse)
+from fewshot.config import VALID_KEYS, config_digest, load_config
+from fewshot.data.store import Store
+from fewshot.episodes.files import load_episode_file
+from fewshot.errors import FewshotError
+
+CONFIG_KEY = "config"
+SPEC_KEYS = {"name", "config", "data", "out", "seeds", "overrides", "grid", "baselines", "episodes", "description",
+             "device"}
+EPISODE_KEYS = {"files", "ways", "shots", "queries", "count", "seed"}
+
+
+@dataclass
+class AblationSpec:
+    path: Path
+    name: str
+    config: str
+    data: str
+    out: Path
+    grid: dict[str, list]
+    baselines: list[dict[str, Any]] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: dict[str, Any] = field(default_factory=dict)
+    episode_files: list[str] | None = None
+    ways: list[int] = field(default_factory=lambda: [5])
+    shots: list[int] = field(default_factory=lambda: [1, 5])
+    queries: int = DEFAULT_QUERIES
+    count: int = DEFAULT_COUNT
+    episode_seed: int = EPISODE_SEED
+    device: str = "auto"
+
+
+@dataclass
+class Point:
+    """One grid point at one seed."""
+
+    index: int
+    values: dict[str, Any]
+    seed: int
+    config: dict
+    label: str
+    baseline: bool = False
+
+    @property
+    def digest(self) -> str:
+        return config_digest(self.config)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _as_list(value: Any, what: str, spec: Path) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise FewshotError(f"{spec}: {what} is an empty list; give at least one value")
+    return values
+
+
+def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None = None,
+              extra_overrides: list[str] | None = None) -> AblationSpec:
+    """Read and check a SPEC; `data`, `out` and `extra_overrides` (key=value strings, applied over the
+    spec's own overrides but under the grid's values) take precedence over what it says."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FewshotError(f"ablation spec {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FewshotError(f"ablation spec {path} does not parse: {exc}") from None
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise FewshotError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(sorted(SPEC_KEYS))}")
+    grid = _flatten(raw.get("grid") or {})
+    if not grid:
+        raise FewshotError(f"{path}: the [grid] is empty; list at least one config key with its values")
+    for key, values in grid.items():
+        if key != CONFIG_KEY and key not in VALID_KEYS:
+            raise FewshotError(f"{path}: grid key {key!r} is not a config key (see `fewshot list` or fewshot/config.py)")
+        if not isinstance(values, list) or not values:
+            raise FewshotError(f"{path}: grid key {key!r} must list its values, e.g. {key!r} = [a, b]")
+    baselines = raw.get("baselines") or []
+    if not isinstance(baselines, list) or not all(isinstance(b, dict) and b for b in baselines):
+        raise FewshotError(f"{path}: baselines must be a list of override tables, e.g. baselines = "
+                           "[{ \"cir.enabled\" = false }]")
+    baselines = [_flatten(b) for b in baselines]
+    for b in baselines:
+        for key in b:
+            if key != CONFIG_KEY and key not in VALID_KEYS:
+                raise FewshotError(f"{path}: baseline key {key!r} is not a config key")
+    if CONFIG_KEY not in raw and CONFIG_KEY not in grid:
+        raise FewshotError(f"{path}: name the base method with config = \"METHOD\"")
+    data = data or raw.get("data")
+    if not data:
+        raise FewshotError(f"{path}: no data store; add data = \"DIR\" to the spec or pass --data")
+    episodes = raw.get("episodes") or {}
+    unknown = sorted(set(episodes) - EPISODE_KEYS)
+    if unknown:
+        raise FewshotError(f"{path}: unknown [episodes] key {unknown[0]!r}; use {', '.join(sorted(EPISODE_KEYS))}")
+    name = str(raw.get("name") or path.stem)
+    seeds = [int(s) for s in _as_list(raw.get("seeds", [0]), "seeds", path)]
+    overrides = _flatten(raw.get("overrides") or {})
+    for text in extra_overrides or []:
+        if "=" not in text:
+            raise FewshotError(f"override {text!r} is not key=value (for example train.steps=100)")
+        key, value = (part.strip() for part in text.split("=", 1))
+        if key not in VALID_KEYS:
+            raise FewshotError(f"override key {key!r} is not a config key (see fewshot/config.py)")
+        overrides[key] = value
+    if "seed" in overrides or "seed" in grid:
+        raise FewshotError(f"{path}: give seeds with seeds = [...], not as an override or grid key")
+    spec = AblationSpec(
+        path=path, name=name, config=str(raw.get(CONFIG_KEY, "")), data=str(data),
+        out=Path(out or raw.get("out") or Path("work-runs") / "ablations" / name), grid=grid, baselines=baselines,
+        seeds=seeds,
+        overrides=overrides, device=str(raw.get("device", "auto")),
+        episode_files=[str(f) for f in _as_list(episodes["files"], "episodes.files", path)] if "files" in episodes else None,
+        ways=[int(w) for w in _as_list(episodes.get("ways", [5]), "episodes.ways", path)],
+        shots=[int(s) for s in _as_list(episodes.get("shots", [1, 5]), "episodes.shots", path)],
+        queries=int(episodes.get("queries", DEFAULT_QUERIES)), count=int(episodes.get("count", DEFAULT_COUNT)),
+        episode_seed=int(episodes.get("seed", EPISODE_SEED)),
+    )
+    return spec
+
+
+def _config_name(name: str, spec: AblationSpec) -> str:
+    """A .toml base config given relative to the spec's folder, when it is there."""
+    if name.endswith(".toml") and not Path(name).is_absolute() and not Path(name).exists():
+        beside = spec.path.parent / name
+        if beside.exists():
+            return str(beside)
+    return name
+
+
+def _text(value: Any) -> str:
+    """A value as the spec writes it (TOML booleans are lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _label(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_text(v)}" for k, v in values.items())
+
+
+def expand(spec: AblationSpec) -> list[Point]:
+    """Baselines, then every grid combination, each at every seed, configs resolved (a bad key or value
+    fails here, before any run)."""
+    keys = list(spec.grid)
+    combinations = [(values, True) for values in spec.baselines]
+    combinations += [(dict(zip(keys, c)), False) for c in itertools.product(*(spec.grid[k] for k in keys))]
+    points: list[Point] = []
+    seen: set[str] = set()
+    for index, (values, baseline) in enumerate(combinations):
+        base = _config_name(str(values.get(CONFIG_KEY, spec.config)), spec)
+        point_overrides = {k: v for k, v in values.items() if k != CONFIG_KEY}
+        if baseline:  # a short row name; the table's header line and the plot legend say what it is
+            label = "baseline" if len(spec.baselines) == 1 else f"baseline {index + 1}"
+        else:
+            label = _label(values)
+        for seed in spec.seeds:
+            config = load_config(base, {**spec.overrides, **point_overrides, "seed": seed})
+            point = Point(index, values, seed, config, label, baseline)
+            if point.digest not in seen:  # a value listed twice is one point
+                seen.add(point.digest)
+                points.append(point)
+    return points
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_point(task: dict) -> dict:
+    """Train (or reuse/resume) one point's run and evaluate it on the episode files it lacks records for."""
+    files = [load_episode_file(p) for p in task["episode_paths"]]
+    run_dir = Path(task["run_dir"])
+    quiet: Callable[[str], None] = lambda message: None  # noqa: E731 - the parent reports per point
+    try:
+        how = train_or_reuse(task["config"], task["data"], run_dir, False, task["device"], quiet)
+        records = evaluate_and_write(run_dir, task["data"], files, task["results"], task["device"],
+                                     method=task["label"], extra={"ablation": task["ablation"]})
+    except FewshotError as exc:
+        return {"index": task["index"], "ok": False, "error": str(exc)}
+    return {"index": task["index"], "ok": True, "how": how,
+            "records": [(r["setting"], r["mean"], r["ci95"], r["_path"]) for r in records]}
+
+
+@dataclass
+class AblationOutcome:
+    points: list[Point]
+    records: list[dict]
+    done_before: int
+    ran: int
+    failed: list[tuple[Point, str]]
+    pending: int
+    table: Path | None
+    plot: Path | None
+
+
+def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None = None, max_points: int | None = None,
+                 device_name: str | None = None, log: Callable[[str], None] = print) -> AblationOutcome:
+    """Run every unfinished point (at most `max_points` this time), then write the table and plot."""
+    if jobs < 1:
+        raise FewshotError(f"--jobs must be 1 or more, got {jobs}")
+    points = expand(spec)
+    store = Store(spec.data)
+    results = Path(results) if results else spec.out / "results"
+    runs = spec.out / "runs"
+    if spec.episode_files:
+        files = [load_episode_file(p) for p in spec.episode_files]
+    else:
+        files = fixed_episode_files(store, spec.ways, spec.shots, runs / store_id(store) / "episodes", spec.queries,
+                                    spec.count, spec.episode_seed)
+    check_episode_files(store, files)
+    existing = index_records(results)
+    tasks = []
+    for point in points:
+        todo = missing_files(point.config, store, files, existing)
+        if todo:
+            tasks.append({"index": len(tasks), "point": point, "config": point.config, "data": spec.data,
+                          "run_dir": str(run_folder(runs, store, point.config)), "results": str(results),
+                          "episode_paths": [str(f.path) for f in todo], "label": point.label,
+                          "device": device_name or spec.device,
+                          "ablation": {"spec": spec.name, "point": point.values, "seed": point.seed}})
+    done_before = len(points) - len(tasks)
+    limit = len(tasks) if max_points is None else max(0, min(max_points, len(tasks)))
+    log(f"ablation {spec.name}: {len(points)} points ({len(spec.grid)} keys x {len(spec.seeds)} seeds), "
+        f"{done_before} finished before, running {limit} now with {jobs} job(s)")
+    failed: list[tuple[Point, str]] = []
+    ran = 0
+    for outcome in _execute(tasks[:limit], jobs):
+        task = tasks[outcome["index"]]
+        point = task["point"]
+        if outcome["ok"]:
+            ran += 1
+            summary = "; ".join(f"{s} {m:.2f} +- {c:.2f}" for s, m, c, _ in outcome["records"])
+            log(f"  [{done_before + ran}/{len(points)}] {point.label} seed {point.seed} ({outcome['how']}): {summary}")
+        else:
+            failed.append((point, outcome["error"]))
+            log(f"  FAILED {point.label} seed {point.seed}: {outcome['error']}")
+    records = _ablation_records(index_records(results), points, store, files)
+    table, plot = (write_report(spec, points, records) if records else (None, None))
+    return AblationOutcome(points, records, done_before, ran, failed, len(tasks) - limit, table, plot)
+
+
+def _execute(tasks: list[dict], jobs: int):
+    """Yield each task's outcome as it finishes: in this process (jobs 1) or in `jobs` worker processes."""
+    plain = [{k: v for k, v in t.items() if k != "point"} for t in tasks]
+    if jobs == 1 or len(plain) <= 1:
+        for task in plain:
+            yield _run_point(task)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
+    with ProcessPoolExecutor(max_workers=min(jobs, len(plain)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_point, task) for task in plain]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _ablation_records(found: dict, points: list[Point], store: Store, files) -> list[dict]:
+    """The records of this ablation's points on its episode files, in grid order."""
+    records = []
+    for point in points:
+        for f in files:
+            record = found.get((point.digest, f.checksum, store.split(f.meta["split"]).checksum))
+            if record is not None:
+                record["method"] = point.label  # the grid point names the row, whatever the record says
+                records.append(record)
+    return records
+
+
+def write_report(spec: AblationSpec, points: list[Point], records: list[dict]) -> tuple[Path, Path]:
+    """OUT/table.md, OUT/table.csv and OUT/ablation.png from the records."""
+    import pandas as pd
+
+    from fewshot.atomic import write_text_atomic
+    from fewshot.results.plots import plot_sweep
+    from fewshot.results.tables import format_table, summarise
+
+    order = list(dict.fromkeys(p.label for p in points))
+    table_path = spec.out / "table.md"
+    header = f"# Ablation {spec.name}\n\nBase config: {spec.config or 'swept'}; grid: " + "; ".join(
+        f"{k} in [{', '.join(map(_text, v))}]" for k, v in spec.grid.items()) + f"; seeds {spec.seeds}"
+    header += "".join(f"; {p.label}: {_label(p.values)}" for p in points if p.baseline and p.seed == spec.seeds[0])
+    header += ".\n\n"
+    # With a baseline point, every row also gets its paired difference from it.
+    present = {r["method"] for r in records}
+    baseline = next((p.label for p in points if p.baseline and p.label in present), None)
+    write_text_atomic(table_path, header + format_table(records, "md", order=order, baseline=baseline))
+    write_text_atomic(spec.out / "table.csv", format_table(records, "csv", order=order, baseline=baseline))
+    data = summarise(records, order=order)
+    points_by_label = {p.label: p for p in points}
+    keys = list(spec.grid)
+    swept, references = [], []
+    for _, cell in data.cells.iterrows():
+        point = points_by_label[cell["row"]]
+        row = {"column": cell["column"], "mean": cell["mean"], "half": cell["half"]}
+        if point.baseline:
+            references.append({**row, "label": f"{point.label}: {_label(point.values)}"})
+        else:
+            swept.append({**point.values, **row})
+    by_column = lambda rows: sorted(rows, key=lambda r: data.columns.index(r["column"]))  # noqa: E731
+    plot_path = plot_sweep(pd.DataFrame(by_column(swept)), keys, spec.out / "ablation.png", levels=spec.grid,
+                           title=f"{spec.name} (test accuracy, mean \u00b1 95% CI)",
+                           references=pd.DataFrame(by_column(references)) if references else None)
+    return table_path, plot_path

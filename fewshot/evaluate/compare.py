@@ -1,0 +1,66 @@
+"""Paired comparison of two result records evaluated on the same episodes.
+
+Per-episode differences A - B remove the episode-to-episode variation both methods share, so their
+interval is much tighter than the two records' own intervals (docs/protocol). The records must come from
+the same episode file: same episodes checksum, same number of episodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fewshot.errors import FewshotError
+from fewshot.evaluate.stats import PairedDifference, mean_ci95, paired_difference
+
+
+def _name(record: dict) -> str:
+    return record.get("_path") or f"record of {record.get('method')!r}"
+
+
+def check_same_episodes(a: dict, b: dict) -> None:
+    """Raise FewshotError unless records `a` and `b` were measured on the same episodes."""
+    ca, cb = a["provenance"]["episodes_checksum"], b["provenance"]["episodes_checksum"]
+    if ca != cb:
+        raise FewshotError(
+            f"{_name(a)} and {_name(b)} were evaluated on different episodes (checksums {ca[:8]} and {cb[:8]}); "
+            "a paired comparison needs both evaluated on the same episode file"
+        )
+    na, nb = len(a["per_episode_accuracy"]), len(b["per_episode_accuracy"])
+    if na != nb:
+        raise FewshotError(f"{_name(a)} holds {na} per-episode accuracies but {_name(b)} holds {nb}; "
+                           "re-evaluate both on the same episode file")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    method_a: str
+    method_b: str
+    setting: str
+    dataset: str
+    mean_a: float
+    mean_b: float
+    difference: PairedDifference
+
+
+def compare_records(a: dict, b: dict) -> Comparison:
+    """Paired difference A - B (percent points) of two records on identical episodes."""
+    check_same_episodes(a, b)
+    acc_a = np.asarray(a["per_episode_accuracy"], dtype=np.float64)
+    acc_b = np.asarray(b["per_episode_accuracy"], dtype=np.float64)
+    return Comparison(a["method"], b["method"], a["setting"], a["dataset"], mean_ci95(acc_a)[0],
+                      mean_ci95(acc_b)[0], paired_difference(acc_a, acc_b))
+
+
+def format_comparison(comparison: Comparison, decimals: int = 2) -> str:
+    c, d = comparison, comparison.difference
+    f = f".{decimals}f"
+    return "\n".join([
+        f"{c.dataset} {c.setting}, {d.n} paired episodes",
+        f"A {c.method_a}: {c.mean_a:{f}}",
+        f"B {c.method_b}: {c.mean_b:{f}}",
+        f"A - B: {d.mean:+{f}} percent points",
+        f"  95% CI normal (1.96*std/sqrt(n), ddof 0): +- {d.ci95:{f}}  [{d.mean - d.ci95:{f}}, {d.mean + d.ci95:{f}}]",
+        f"  95% CI Student-t (ddof 1):               +- {d.ci95_t:{f}}  [{d.mean - d.ci95_t:{f}}, {d.mean + d.ci95_t:{f}}]",
+        f"  paired t-test p = {d.p_ttest:.4g}; Wilcoxon signed-rank p = {d.p_wilcoxon:.4g}",
+    ]) + "\n"
