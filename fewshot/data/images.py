@@ -9,6 +9,8 @@ does) with the named filter.
 """
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -94,13 +96,26 @@ def _decode_chunk(task: tuple) -> tuple[int, np.ndarray]:
     return start, out
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a small forkserver (numpy + PIL loaded), not from the caller.
+
+    A caller that imported torch holds ~300 MB it does not need in workers, and a reader holding a whole
+    pickled split would have its pages shared copy-on-write with every worker; the forkserver starts clean.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not Linux/macOS
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def decode_stream(sources: Iterable[Source], size: tuple[int, int], resize: str = DEFAULT_FILTER,
                   workers: int = 1, channels: int = 3, chunk: int = CHUNK,
                   context: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start, uint8 (n, H, W, channels)) chunks of the decoded `sources`, in order.
 
-    `workers` <= 1 decodes in this process; otherwise a pool of `workers` processes does, with at most
-    2 x workers chunks submitted and not yet consumed. `context` names the container (e.g. a pickle
+    `workers` <= 1 decodes in this process; otherwise a pool of `workers` processes (see `_worker_context`)
+    does, with at most 2 x workers chunks submitted and not yet consumed. `context` names the container (e.g. a pickle
     file) in errors about sources that are bytes.
     """
     resample_filter(resize)  # fail fast on a bad name, before any work
@@ -117,7 +132,7 @@ def decode_stream(sources: Iterable[Source], size: tuple[int, int], resize: str 
         for task in tasks():
             yield _decode_chunk(task)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
     pending: deque[Future] = deque()
     try:
         task_iter = tasks()

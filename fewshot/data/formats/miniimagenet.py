@@ -164,8 +164,9 @@ def _ilsvrc_paths(src: Path, csv_path: Path) -> tuple[list[Path], list[str]]:
     lines, files, classes = _csv_items(csv_path, _ILSVRC_HEADER)
     layouts = [lambda root, c, f: root / c / f, lambda root, c, f: root / f]
     candidates = [(root, layout) for root in (src, src / "images") for layout in layouts]
-    chosen = next(((root, layout) for root, layout in candidates if layout(root, classes[0], files[0]).is_file()),
-                  None)
+    # The layout is the first one holding any of the first rows' images (the very first may be the one missing).
+    chosen = next(((root, layout) for i in range(min(len(files), 50)) for root, layout in candidates
+                   if layout(root, classes[i], files[i]).is_file()), None)
     if chosen is None:
         raise _missing_image(csv_path, lines[0], src / classes[0] / files[0], len(files), len(files))
     root, layout = chosen

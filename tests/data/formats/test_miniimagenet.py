@@ -158,12 +158,16 @@ def test_csv_naming_an_absent_image(tmp_path, capsys):
                           f"names {absent}, which is not there (1 of ")
 
 
-def test_ilsvrc_csv_naming_an_absent_image(tmp_path, capsys):
+@pytest.mark.parametrize("csv_name, line, absent_image", [
+    ("test.csv", 11, "nx0000001/nx0000001_1004.JPEG"),
+    ("train.csv", 2, "nt0000000/nt0000000_1000.JPEG"),  # the very first row: the layout comes from the next
+])
+def test_ilsvrc_csv_naming_an_absent_image(tmp_path, capsys, csv_name, line, absent_image):
     src = make_mini_ilsvrc(tmp_path / "src")
-    absent = src / "nx0000001" / "nx0000001_1004.JPEG"
-    absent.unlink()
+    (src / absent_image).unlink()
     assert_one_line_error(capsys, ["miniimagenet", "--src", src, "--out", tmp_path / "out"],
-                          f"{src / 'test.csv'}: line 11 names {absent}, which is not there")
+                          f"{src / csv_name}: line {line} names {src / absent_image}, which is not there "
+                          "(1 of ")
 
 
 def test_csv_with_an_unknown_header(tmp_path, capsys):
