@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from fewshot.commands.common import add_device
 from fewshot.config import list_configs, load_config
@@ -36,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
                     device_name=args.device)
     best = summary["best"]
     val = f", best val {best['val_acc']:.2f}% at step {best['step']}" if best.get("val_acc") is not None else ""
-    print(f"trained {config['name']} for {summary['steps']} steps into {args.out}{val}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process gets here; one line is enough
+        print(f"trained {config['name']} for {summary['steps']} steps into {args.out}{val}")
     return 0

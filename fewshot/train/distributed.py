@@ -86,20 +86,38 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(tensor) / world_size()
 
 
+class _GatherCat(torch.autograd.Function):
+    """all_gather along dim 0 whose backward hands each rank the all-rank sum of the gradient of its rows."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rows = tensor.shape[0]
+        return _gather(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        work = grad.to(_comm_device(), copy=True).contiguous()
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        start = rank() * ctx.rows
+        return work[start:start + ctx.rows].to(grad.device)
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's `tensor` along dim 0, in rank order (same shape on every rank).
 
-    Differentiable when `tensor` requires grad: the backward pass sums each rank's gradient for a slice and
-    returns it to the rank that owns it, so with DDP's averaging the parameters get the gradient of the mean
-    of the per-rank losses, as if one process held the global batch.
+    Differentiable: the backward pass sums every rank's gradient for a rank's rows and hands it to that rank,
+    so with DDP's averaging the parameters get the gradient of the mean of the per-rank losses, as if one
+    process held the global batch. Every rank must then run backward (they do, in a training step).
     """
     if not is_distributed():
         return tensor
     if tensor.requires_grad and torch.is_grad_enabled():
-        import torch.distributed.nn.functional as dist_autograd
+        return _GatherCat.apply(tensor)
+    return _gather(tensor)
 
-        work = tensor.to(_comm_device())
-        return torch.cat(dist_autograd.all_gather(work), dim=0).to(tensor.device)
+
+@torch.no_grad()
+def _gather(tensor: torch.Tensor) -> torch.Tensor:
     work = tensor.detach().to(_comm_device()).contiguous()
     parts = [torch.empty_like(work) for _ in range(world_size())]
     dist.all_gather(parts, work)
