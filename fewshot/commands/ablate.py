@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
                                    "values, at every seed) on the same fixed episodes: points whose records exist "
                                    "are skipped and stopped runs resume, so it can be stopped and restarted at any "
                                    "time. Then writes OUT/table.md, OUT/table.csv and OUT/ablation.png (accuracy "
-                                   "+- 95%% CI against each swept key). SPEC format: fewshot/ablate.py and "
+                                   "+- 95% CI against each swept key). SPEC format: fewshot/ablate.py and "
                                    "ablations/*.toml.")
     p.add_argument("spec", help="ablation spec (.toml), e.g. ablations/shots.toml")
     p.add_argument("--jobs", type=positive_int, default=1,

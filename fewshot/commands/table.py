@@ -11,10 +11,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("table", help="table result records: rows methods, columns settings, mean +- ci95",
                        description="Read result records (files or folders of them) and print a table: rows "
                                    "methods (the raw-pixel floor last), columns episode settings, cells mean +- "
-                                   "95%% CI. Bold: the best mean of each column and every method whose paired "
+                                   "95% CI. Bold: the best mean of each column and every method whose paired "
                                    "difference from it is not significant (paired t-test on the same episodes, "
                                    "p >= 0.05). Several seeds of one method (same method name, different seed): "
-                                   "mean over seeds +- Student-t 95%% CI over the seed means. A column mixing "
+                                   "mean over seeds +- Student-t 95% CI over the seed means. A column mixing "
                                    "episode sets is refused. csv gives numbers: per column mean, ci95, bold (1/0).")
     p.add_argument("results", nargs="+", help="result .json files or folders")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"],
