@@ -141,3 +141,14 @@ def test_ablate_command_with_two_jobs(tiny_store, tiny_train_overrides, tmp_path
     assert "running 2 now with 2 job(s)" in out and "2 of 2 points finished" in out
     assert len(list((tmp_path / "r").glob("*.json"))) == 2
     assert "| optim.lr=0.001 |" in out and "| optim.lr=0.01 |" in out
+
+
+def test_command_line_overrides_apply_under_the_grid(tiny_store, tiny_train_overrides, tmp_path):
+    path = write_spec(tmp_path / "spec.toml", tiny_store, tiny_train_overrides)
+    points = expand(load_spec(path, extra_overrides=["train.steps=2", "optim.lr=0.5"]))
+    assert {p.config["train"]["steps"] for p in points} == {2}
+    assert [p.config["optim"]["lr"] for p in points] == [0.001, 0.001, 0.01, 0.01]  # the grid wins
+    with pytest.raises(FewshotError, match="override 'steps' is not key=value"):
+        load_spec(path, extra_overrides=["steps"])
+    with pytest.raises(FewshotError, match="override key 'train.stepz' is not a config key"):
+        load_spec(path, extra_overrides=["train.stepz=2"])
