@@ -14,8 +14,19 @@ from fewshot.errors import FewshotError
 COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "table", "demo", "list"]
 
 
+class _OneLineErrors:
+    """Usage errors on one line like every other error; `fewshot VERB --help` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+class _Parser(_OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fewshot",
         description="Few-shot learning benchmark harness: prepare a dataset once, draw fixed episodes, "
                     "train a learner, evaluate with 95%% confidence intervals, and table the results.",
@@ -25,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in COMMANDS:
         importlib.import_module(f"fewshot.commands.{name}").add_parser(sub)
+    for verb_parser in sub.choices.values():  # also verbs that swap in their own parser class (bench)
+        if not isinstance(verb_parser, _OneLineErrors):
+            verb_parser.__class__ = type(type(verb_parser).__name__, (_OneLineErrors, type(verb_parser)), {})
     return parser
 
 

@@ -131,7 +131,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     elif isinstance(default, str):
         if isinstance(value, str):
             return value
-    raise FewshotError(f"{where}: {key} must be a {type(default).__name__} like {default!r}, got {value!r}")
+    kind = type(default).__name__
+    raise FewshotError(f"{where}: {key} must be {'an' if kind == 'int' else 'a'} {kind} like {default!r}, got {value!r}")
 
 
 def _set(config: dict, key: str, value: Any, where: str) -> None:

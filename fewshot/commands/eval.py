@@ -10,7 +10,7 @@ from fewshot.device import resolve_device
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
 from fewshot.evaluate.run import evaluate_pixels, evaluate_run
-from fewshot.results.records import write_record
+from fewshot.results.records import check_results_folder, write_record
 from fewshot.train import distributed
 
 
@@ -44,6 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
     files = [load_episode_file(f) for f in args.episodes]
+    if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
+        check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
     if args.backbone:
         if not args.data:
             raise FewshotError("--backbone pixels needs --data, the prepared store")

@@ -318,6 +318,12 @@ class Store:
             raise FewshotError(f"split {folder} is damaged ({exc}); run `fewshot verify {self.root}` or prepare again") from None
         if len(images) != len(labels) or len(images) != manifest["n_images"]:
             raise FewshotError(f"split {folder}: {len(images)} images but {len(labels)} labels; prepare the store again")
+        # labels.npy and classes.json say which image is which class and are small, so every open re-hashes
+        # them; images.npy (up to gigabytes) is re-hashed by `fewshot verify`.
+        for name in ("labels.npy", "classes.json"):
+            if sha256_file(folder / name) != manifest.get("sha256", {}).get(name):
+                raise FewshotError(f"{folder / name} does not match its manifest checksum; the store is damaged: "
+                                   f"run `fewshot verify {self.root}` or prepare it again")
         split = StoreSplit(folder, manifest, images, labels, list(classes["names"]), classes.get("categories"))
         self._open[name] = split
         return split

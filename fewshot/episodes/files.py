@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def load_episode_file(path: str | os.PathLike) -> EpisodeFile:
             meta = json.loads(str(data["meta"]))
             batch = EpisodeBatch(data["classes"].astype(np.int64), data["support"].astype(np.int64),
                                  data["query"].astype(np.int64))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
         raise FewshotError(f"episode file {path} is not a readable fewshot episode file ({exc})") from None
     if meta.get("format") != EPISODE_FORMAT:
         raise FewshotError(f"{path} is not a fewshot episode file")

@@ -6,8 +6,10 @@ store and episode checksums, seed, wall time and machine.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -62,6 +64,24 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
 def record_filename(record: dict) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in record["method"])
     return f"{safe}__{record['dataset']}-{record['setting']}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
+
+
+def check_results_folder(folder: str | os.PathLike) -> Path:
+    """Prove a file can be written in `folder` (or, if it does not exist yet, in its nearest existing parent)
+    without creating anything: fail now, not after hours of training."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise FewshotError(f"results folder {folder} is not writable ({exc.strerror}); choose another --out or "
+                           "--results") from None
+    return folder
 
 
 def write_record(record: dict, path_or_dir: str | os.PathLike) -> Path:

@@ -23,7 +23,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # The first sentence only: torch's messages run on for several lines of advice.
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise FewshotError(f"checkpoint {path} is truncated or not a fewshot checkpoint ({first}); "
                            "resume from another checkpoint or train again") from None
 
@@ -32,6 +33,9 @@ def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the next names the first misfit.
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = (lines[1] if len(lines) > 1 else lines[0]).rstrip(". ")
+        first = first if len(first) <= 200 else first[:200] + "..."  # a missing-keys line lists every key
         raise FewshotError(f"checkpoint {path} does not fit this model ({first}); "
                            "it was saved with a different architecture or config") from None
