@@ -2,6 +2,12 @@
 # Reproduce results/omniglot from the original Omniglot archives (images_background.zip, images_evaluation.zip).
 # Usage: bash results/omniglot/reproduce.sh [SRC]   (SRC defaults to ../shared/data/omniglot)
 # WORK (default work-runs/omniglot) holds the prepared store and the run folders; OUT the records.
+#
+# Protocol (Snell et al. 2017, as far as 2 CPU cores allow; deviations in README.md):
+#   1. train on the train characters with 60-way 1-shot 5-query episodes, choosing the model on the val
+#      characters (5-way 1-shot val episodes every 500 steps);
+#   2. retrain on train+val for the same number of episodes and take the final model (Snell's last step);
+#   3. evaluate both on the committed test episode files (1,000 episodes, 15 queries a class).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=${1:-../shared/data/omniglot}
@@ -9,24 +15,29 @@ WORK=${WORK:-work-runs/omniglot}
 OUT=${OUT:-results/omniglot/records}
 STEPS=${STEPS:-5000}
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
-EPISODES=episodes/omniglot-vinyals-test
+EPISODES=(episodes/omniglot-vinyals-test-{5w1s,5w5s,20w1s,20w5s}-15q-1000.npz)
+
+train() {  # train RUN_NAME [overrides...]: skip a finished run, resume a killed one
+  local run="$WORK/$1"; shift
+  local resume=""; [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
+  grep -qs '"finished"' "$run/run.json" || \
+    $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device cpu $resume \
+      episodes.shots=1 train.val_shots=1 train.steps="$STEPS" "$@"
+}
 
 start=$(date +%s)
 [ -f "$WORK/store/store.json" ] || $FEWSHOT prepare omniglot --src "$SRC" --out "$WORK/store" --no-progress
-for shots in 1 5; do
-  run="$WORK/protonet-${shots}shot"
-  resume=""; [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
-  grep -qs '"finished"' "$run/run.json" || \
-    $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device cpu $resume \
-      episodes.shots=$shots train.val_shots=$shots train.steps=$STEPS
-done
+train protonet-1shot
+train protonet-1shot-trainval train.split=trainval train.val_every=0
 train_end=$(date +%s)
 mkdir -p "$OUT"
-$FEWSHOT eval --run "$WORK/protonet-1shot" --method protonet --device cpu \
-  --episodes $EPISODES-5w1s-15q-1000.npz $EPISODES-20w1s-15q-1000.npz --out "$OUT"
-$FEWSHOT eval --run "$WORK/protonet-5shot" --method protonet --device cpu \
-  --episodes $EPISODES-5w5s-15q-1000.npz $EPISODES-20w5s-15q-1000.npz --out "$OUT"
-$FEWSHOT eval --backbone pixels --data "$WORK/store" --device cpu --episodes $EPISODES-*-15q-1000.npz --out "$OUT"
+$FEWSHOT eval --run "$WORK/protonet-1shot" --checkpoint best --method protonet-train-valselected --device cpu \
+  --episodes "${EPISODES[@]}" --out "$OUT"
+$FEWSHOT eval --run "$WORK/protonet-1shot-trainval" --checkpoint last --method protonet-trainval --device cpu \
+  --episodes "${EPISODES[@]}" --out "$OUT"
+$FEWSHOT eval --backbone pixels --data "$WORK/store" --device cpu --episodes "${EPISODES[@]}" --out "$OUT"
 $FEWSHOT table "$OUT" --format md > results/omniglot/table.md
+$FEWSHOT curve "$WORK/protonet-1shot" "$WORK/protonet-1shot-trainval" --out results/omniglot/learning_curve.png \
+  --labels "train, val-selected" "train+val (no val)" --title "ProtoNet, Omniglot, 60-way 1-shot episodes"
 end=$(date +%s)
-echo "wall time: training $((train_end - start)) s, total $((end - start)) s" | tee results/omniglot/wall_time.txt
+echo "wall time: training $((train_end - start)) s, total $((end - start)) s (this invocation)" | tee -a results/omniglot/wall_time.txt
