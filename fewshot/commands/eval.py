@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                                    "query by its nearest prototype, and write one JSON result record per "
                                    "episode file: mean, ci95 (1.96*std/sqrt(n), ddof 0), per-episode accuracies "
                                    "and provenance.")
-    p.add_argument("--run", help="run folder from `fewshot train`")
+    # --run-dir: torchrun's own parser takes `--run` for an abbreviation of its --run-path (docs/distributed.md)
+    p.add_argument("--run", "--run-dir", dest="run", help="run folder from `fewshot train`")
     p.add_argument("--backbone", choices=["pixels"], help="evaluate raw flattened pixels instead of a run")
     p.add_argument("--data", help="prepared store (default: the one the run was trained on)")
     p.add_argument("--episodes", nargs="+", required=True, help="episode file(s)")
