@@ -63,14 +63,14 @@ def tree(pid: int) -> list[int]:
 
 
 def rss_mb(pid: int | None = None) -> dict[str, float]:
-    """Current RSS of one process: total, anonymous, file-backed (MB)."""
+    """Current RSS of one process: total, anonymous, file-backed (MiB)."""
     s = _status(pid or os.getpid())
     return {"rss": s.get("VmRSS", 0) / 1024, "anon": s.get("RssAnon", 0) / 1024,
             "file": (s.get("RssFile", 0) + s.get("RssShmem", 0)) / 1024}
 
 
 def pss_mb(pid: int | None = None) -> dict[str, float]:
-    """Proportional set size of one process: total, anonymous, file-backed (MB)."""
+    """Proportional set size of one process: total, anonymous, file-backed (MiB)."""
     r = _rollup(pid or os.getpid())
     return {"pss": r.get("Pss", 0) / 1024, "anon": r.get("Pss_Anon", 0) / 1024,
             "file": (r.get("Pss_File", 0) + r.get("Pss_Shmem", 0)) / 1024}

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_open_store.py [--cache DIR]
 
-The store (train split only: 64 classes x 600 images of 84x84x3 uint8 = 38,400 images, 813 MB) is written
+The store (train split only: 64 classes x 600 images of 84x84x3 uint8 = 38,400 images, 813 MB = 775 MiB) is written
 once with StoreWriter and cached (default: $TMPDIR/fewshot-bench-mini-store). Each measurement runs in a
 fresh interpreter, so nothing is already imported or mapped: `Store(dir).split("train")` (memory-mapped
 open), then 1,000 5-way 5-shot 15-query episodes sampled and their 100 images each gathered from the
@@ -81,14 +81,14 @@ def main() -> None:
     out = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--child"], capture_output=True,
                          text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    mb = lambda d: f"RSS {d['rss']:.0f} MB (anonymous {d['anon']:.0f}, file-backed {d['file']:.0f})"  # noqa: E731
+    mb = lambda d: f"RSS {d['rss']:.0f} MiB (anonymous {d['anon']:.0f}, file-backed {d['file']:.0f})"  # noqa: E731
     size = (args.cache / "train" / "images.npy").stat().st_size / 2**20
-    print(f"store: 38,400 x 84x84x3 uint8 ({size:.0f} MB images.npy)")
+    print(f"store: 38,400 x 84x84x3 uint8 ({size:.0f} MiB images.npy)")
     print(f"fresh process after imports: {mb(r['rss_after_imports'])}")
     print(f"Store(dir).split('train'): {r['open_s'] * 1000:.1f} ms; then {mb(r['rss_after_open'])}")
     print(f"1,000 episodes 5-way 5-shot 15-query: sampled in {r['sample_s'] * 1000:.1f} ms, their 100,000 images "
           f"gathered from the memory map in {r['gather_s']:.2f} s ({100_000 / r['gather_s']:.0f} images/s)")
-    print(f"after the episodes: {mb(r['rss_after_episodes'])}; peak RSS {r['maxrss']:.0f} MB "
+    print(f"after the episodes: {mb(r['rss_after_episodes'])}; peak RSS {r['maxrss']:.0f} MiB "
           "(file-backed pages are the page cache mapped in, shared and droppable)")
 
 

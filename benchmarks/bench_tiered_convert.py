@@ -4,9 +4,10 @@
 
 The source (Ren's layout: {split}_images_png.pkl lists of PNG-encoded uint8 arrays + {split}_labels.pkl)
 is generated once and cached (default: $TMPDIR/fewshot-bench-tiered-<N>) as Python-2 pickles; images
-are smooth random colour fields plus mild noise, about 12 KB a PNG like Ren's release (5.1 GB for
-448,695 train images), rather than flat colour or pure noise. The conversion runs as `fewshot prepare tieredimagenet` in a fresh process whose memory (and
-that of its decode workers) is sampled from /proc while it runs.
+are smooth random colour fields plus mild noise, about 12 KB a PNG (flat colour would compress to almost
+nothing and pure noise not at all; small photographs sit in between). The conversion runs as
+`fewshot prepare tieredimagenet` in a fresh process whose memory, and that of its decode workers, is
+sampled from /proc while it runs; the RSS of the bare CLI process (which imports torch) is printed too.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def generate(folder: Path, total: int, workers: int) -> None:
         offset += n
         class_offset += n_classes
         print(f"generated {split}: {n} PNGs, {n_classes} classes, "
-              f"{(folder / f'{split}_images_png.pkl').stat().st_size / 2**20:.0f} MB pickle")
+              f"{(folder / f'{split}_images_png.pkl').stat().st_size / 2**20:.0f} MiB pickle")
     (folder / "done").write_text("ok")
     print(f"generation took {time.perf_counter() - started:.0f} s")
 
@@ -108,17 +109,18 @@ def main() -> None:
     print(output.strip())
     print(f"converted {total} PNG images in {seconds:.1f} s with {args.workers} decode workers on "
           f"{os.cpu_count()} CPUs: {total / seconds:.0f} images/s (process start and torch import included)")
-    print(f"largest images pickle: {largest_pickle:.0f} MB; train split store: "
-          f"{(out / 'store' / 'train' / 'images.npy').stat().st_size / 2**20:.0f} MB")
-    print(f"peak RSS, main process: {peak['main_rss']:.0f} MB (anonymous {peak['main_anon']:.0f} MB, "
-          f"file-backed {peak['main_file']:.0f} MB: mapped store pages the kernel may drop)")
-    print(f"peak memory, main + decode workers + forkserver: PSS {peak['tree_pss']:.0f} MB (anonymous "
-          f"{peak['tree_pss_anon']:.0f} MB, file-backed {peak['tree_pss_file']:.0f} MB); sum of RSS "
-          f"{peak['tree_rss']:.0f} MB; getrusage max RSS of one child {maxrss_children_mb():.0f} MB")
+    print(f"largest images pickle: {largest_pickle:.0f} MiB; train split store: "
+          f"{(out / 'store' / 'train' / 'images.npy').stat().st_size / 2**20:.0f} MiB")
+    print(f"peak RSS, main process: {peak['main_rss']:.0f} MiB (anonymous {peak['main_anon']:.0f} MiB, "
+          f"file-backed {peak['main_file']:.0f} MiB: mapped store pages the kernel may drop)")
+    print(f"peak memory, main + decode workers + forkserver: PSS {peak['tree_pss']:.0f} MiB (anonymous "
+          f"{peak['tree_pss_anon']:.0f} MiB, file-backed {peak['tree_pss_file']:.0f} MiB); sum of RSS "
+          f"{peak['tree_rss']:.0f} MiB; getrusage max RSS of one child {maxrss_children_mb():.0f} MiB "
+          "(generation workers included when the source was generated in this run)")
     baseline = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'benchmarks'); "
                                "from fewshot.cli import build_parser; build_parser(); from _memory import rss_mb; "
                                "print(rss_mb())"], capture_output=True, text=True, check=True).stdout.strip()
-    print(f"baseline of the CLI process before any work (imports torch): {baseline} MB")
+    print(f"baseline of the CLI process before any work (imports torch): {baseline} MiB")
     shutil.rmtree(out, ignore_errors=True)
 
 
