@@ -41,6 +41,8 @@ class Comparison:
     mean_a: float
     mean_b: float
     difference: PairedDifference
+    seed_a: int | None = None
+    seed_b: int | None = None
 
 
 def compare_records(a: dict, b: dict) -> Comparison:
@@ -49,16 +51,19 @@ def compare_records(a: dict, b: dict) -> Comparison:
     acc_a = np.asarray(a["per_episode_accuracy"], dtype=np.float64)
     acc_b = np.asarray(b["per_episode_accuracy"], dtype=np.float64)
     return Comparison(a["method"], b["method"], a["setting"], a["dataset"], mean_ci95(acc_a)[0],
-                      mean_ci95(acc_b)[0], paired_difference(acc_a, acc_b))
+                      mean_ci95(acc_b)[0], paired_difference(acc_a, acc_b), a["provenance"].get("seed"),
+                      b["provenance"].get("seed"))
 
 
 def format_comparison(comparison: Comparison, decimals: int = 2) -> str:
     c, d = comparison, comparison.difference
     f = f".{decimals}f"
+    seed_a = "" if c.seed_a is None else f" (seed {c.seed_a})"
+    seed_b = "" if c.seed_b is None else f" (seed {c.seed_b})"
     return "\n".join([
         f"{c.dataset} {c.setting}, {d.n} paired episodes",
-        f"A {c.method_a}: {c.mean_a:{f}}",
-        f"B {c.method_b}: {c.mean_b:{f}}",
+        f"A {c.method_a}{seed_a}: {c.mean_a:{f}}",
+        f"B {c.method_b}{seed_b}: {c.mean_b:{f}}",
         f"A - B: {d.mean:+{f}} percent points",
         f"  95% CI normal (1.96*std/sqrt(n), ddof 0): +- {d.ci95:{f}}  [{d.mean - d.ci95:{f}}, {d.mean + d.ci95:{f}}]",
         f"  95% CI Student-t (ddof 1):               +- {d.ci95_t:{f}}  [{d.mean - d.ci95_t:{f}}, {d.mean + d.ci95_t:{f}}]",

@@ -50,13 +50,18 @@ def test_format_comparison_exact_text():
     assert f"{normal:.2f}" == "12.22" and f"{student:.2f}" == "17.56"
     assert text == (
         "omniglot 5w1s, 6 paired episodes\n"
-        "A protonet: 70.00\n"
-        "B siamese: 60.00\n"
+        "A protonet (seed 0): 70.00\n"
+        "B siamese (seed 0): 60.00\n"
         "A - B: +10.00 percent points\n"
         "  95% CI normal (1.96*std/sqrt(n), ddof 0): +- 12.22  [-2.22, 22.22]\n"
         "  95% CI Student-t (ddof 1):               +- 17.56  [-7.56, 27.56]\n"
         "  paired t-test p = 0.2031; Wilcoxon signed-rank p = 0.25\n"
     )
+
+
+def test_a_record_without_seed_shows_none():
+    pixels = make_record("pixels", np.asarray(B), META, "s" * 64, {"backbone": "pixels"})
+    assert "\nB pixels: 60.00\n" in format_comparison(compare_records(record("protonet", A), pixels))
 
 
 def test_identical_records_compare_with_p_one():
