@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fewshot",
         description="Few-shot learning benchmark harness: prepare a dataset once, draw fixed episodes, "
-                    "train a learner, evaluate with 95%% confidence intervals, and table the results.",
+                    "train a learner, evaluate with 95% confidence intervals, and table the results.",
         epilog="Run `fewshot VERB --help` for each verb. Start with `fewshot demo`.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
