@@ -44,6 +44,7 @@ from fewshot.config import VALID_KEYS, config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
+from fewshot.results.records import check_results_folder
 
 CONFIG_KEY = "config"
 SPEC_KEYS = {"name", "config", "data", "out", "seeds", "overrides", "grid", "baselines", "episodes", "description",
@@ -253,6 +254,7 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
     points = expand(spec)
     store = Store(spec.data)
     results = Path(results) if results else spec.out / "results"
+    check_results_folder(results)  # before any training, not after it
     runs = spec.out / "runs"
     if spec.episode_files:
         files = [load_episode_file(p) for p in spec.episode_files]

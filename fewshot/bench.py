@@ -21,6 +21,7 @@ from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
+from fewshot.results.records import check_results_folder
 
 DEFAULT_QUERIES = 15
 DEFAULT_COUNT = 1000
@@ -178,6 +179,7 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
     if not seeds:
         raise FewshotError("no seeds given; pass --seeds, e.g. --seeds 0,1,2")
     store = Store(data)
+    check_results_folder(results)  # before any training, not after it
     configs = [load_config(method, [*overrides, f"seed={seed}"]) for seed in seeds]
     if precision:
         for config in configs:

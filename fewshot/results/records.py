@@ -92,7 +92,10 @@ def write_record(record: dict, path_or_dir: str | os.PathLike) -> Path:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FewshotError(f"results folder {target} cannot be created ({exc.strerror}); choose another") from None
-        target = target / record_filename(record)
+        folder = target
+        target = folder / record_filename(record)
+        while target.exists():  # never replace another record, however unlikely a repeated name is
+            target = folder / record_filename(record)
     if not os.access(target.parent if target.parent.exists() else target.parent.parent, os.W_OK):
         raise FewshotError(f"results folder {target.parent} is not writable; choose another --out or --results")
     try:

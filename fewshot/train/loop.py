@@ -183,6 +183,8 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
         scheduler.load_state_dict(state["scheduler"])
         source.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # CIR and dropout draw on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, best = state["step"], state["best"]
         if writer:
             _truncate_log(out / "log.csv", step)
@@ -196,6 +198,7 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
         save_checkpoint(out / "checkpoints" / "last.pt", {
             "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler": source.state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "step": step, "best": best,
         })
 

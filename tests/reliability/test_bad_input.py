@@ -37,6 +37,15 @@ TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
 ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def error_of(argv: list, capsys) -> str:
     """Run the CLI; assert exit code 2 and exactly one error line without a traceback; return that line."""
     try:
@@ -293,6 +302,16 @@ def test_results_folder_inside_a_file(tiny_store, episodes_file, tmp_path, capsy
         f"fewshot: error: results folder {blocker / 'results'} is not writable (Not a directory); choose another "
         "--out or --results")
     assert blocker.read_text() == "not a folder"
+
+
+def test_bench_checks_its_results_folder_before_training(tiny_store, tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    assert error_of(["bench", "protonet", "--data", tiny_store, "--seeds", "0", "--results", blocker / "results",
+                     "--runs", tmp_path / "runs", "--device", "cpu", *TINY_ARGS], capsys) == (
+        f"fewshot: error: results folder {blocker / 'results'} is not writable (Not a directory); choose another "
+        "--out or --results")
+    assert not (tmp_path / "runs").exists()  # nothing was trained
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
