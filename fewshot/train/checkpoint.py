@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -22,11 +23,21 @@ def load_checkpoint(path: Path) -> dict:
         raise FewshotError(f"checkpoint {path} does not exist; train first or pass the right --run")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        # The first sentence only: torch's messages run on for several lines of advice.
-        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
-        raise FewshotError(f"checkpoint {path} is truncated or not a fewshot checkpoint ({first}); "
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL (\S+)", str(exc))
+        if named:  # the file names a function or class: unpickling it could run code
+            raise FewshotError(f"checkpoint {path} holds {named[1]}, not only tensors and plain values; refused, "
+                               "since loading it could run code: it is not a fewshot checkpoint") from None
+        raise FewshotError(f"checkpoint {path} is truncated or not a fewshot checkpoint ({_first(exc)}); "
                            "resume from another checkpoint or train again") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise FewshotError(f"checkpoint {path} is truncated or not a fewshot checkpoint ({_first(exc)}); "
+                           "resume from another checkpoint or train again") from None
+
+
+def _first(exc: Exception) -> str:
+    """The first sentence only: torch's messages run on for several lines of advice."""
+    return str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
