@@ -1,10 +1,11 @@
 """Speed-up of N training processes (torch.distributed, gloo on CPU) over one, on the synthetic store.
 
-Both sides train the same run: ProtoNet Conv-4, a global batch of `--episodes` episodes a step (each process
-takes its share), the same seeded stream. One process uses every core as intra-op threads; N processes
-get cores / N threads each (what `fewshot train --nproc N` does). Reported: training steps per second
-after the first steps (from each run's log), and wall time including process start-up. Runs alternate
-(1, N, 1, N, ...) so a busy machine hurts both sides alike; the medians are printed.
+All sides train the same run: ProtoNet Conv-4, a global batch of `--episodes` episodes a step (each process
+takes its share), the same seeded stream. Three ways to spend the cores: one process with every core as
+intra-op threads (the default of `fewshot train`), one process with one thread (the baseline that shows
+what the cores add), and N processes with cores / N threads each (what `fewshot train --nproc N` does).
+Reported: training steps per second after the first steps (from each run's log), and wall time including
+process start-up. Runs alternate so a busy machine hurts every side alike; the medians are printed.
 
     .venv/bin/python benchmarks/bench_distributed.py [--nproc 2] [--steps 40] [--repeats 3]
 """
@@ -53,27 +54,30 @@ def run(args: argparse.Namespace, work: Path) -> int:
     overrides = [f"train.steps={args.steps}", "train.val_every=0", "train.log_every=1",
                  f"train.checkpoint_every={args.steps}", f"train.episodes_per_step={args.episodes}",
                  f"backbone.hidden={args.hidden}", "train.device=cpu"]
-    results: dict[int, list[tuple[float, float]]] = {1: [], args.nproc: []}
+    cores = os.cpu_count() or 1
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    sides = {f"1 process x {cores} threads": (1, environment),
+             "1 process x 1 thread": (1, {**environment, "OMP_NUM_THREADS": "1"}),
+             f"{args.nproc} processes x {max(1, cores // args.nproc)} threads": (args.nproc, environment)}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     for repeat in range(args.repeats):
-        for nproc in (1, args.nproc):
-            out = work / f"run-{nproc}-{repeat}"
+        for index, (name, (nproc, env)) in enumerate(sides.items()):
+            out = work / f"run-{index}-{repeat}"
             command = [sys.executable, "-m", "fewshot", "train", "--data", str(store), "--out", str(out),
                        "--device", "cpu", "--no-progress", "--nproc", str(nproc), *overrides]
             started = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ))
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
             wall = time.perf_counter() - started
-            results[nproc].append((steps_per_second(out, args.skip), wall))
-            print(f"repeat {repeat} nproc {nproc}: {results[nproc][-1][0]:.2f} steps/s, {wall:.1f} s wall",
-                  flush=True)
-    one_rate = statistics.median(r for r, _ in results[1])
-    n_rate = statistics.median(r for r, _ in results[args.nproc])
-    one_wall = statistics.median(w for _, w in results[1])
-    n_wall = statistics.median(w for _, w in results[args.nproc])
-    print(f"cores {os.cpu_count()}, global batch {args.episodes} episodes of the protonet config, "
-          f"Conv-4 hidden {args.hidden}, {args.steps} steps")
-    print(f"1 process:  {one_rate:.2f} steps/s, {one_wall:.1f} s wall (median of {args.repeats})")
-    print(f"{args.nproc} processes: {n_rate:.2f} steps/s, {n_wall:.1f} s wall")
-    print(f"speed-up: {n_rate / one_rate:.2f}x in steps/s, {one_wall / n_wall:.2f}x in wall time")
+            results[name].append((steps_per_second(out, args.skip), wall))
+            print(f"repeat {repeat}, {name}: {results[name][-1][0]:.3f} steps/s, {wall:.1f} s wall", flush=True)
+    print(f"{cores} cores, global batch of {args.episodes} episodes (protonet config), Conv-4 hidden {args.hidden}, "
+          f"{args.steps} steps; medians of {args.repeats}")
+    medians = {name: (statistics.median(r for r, _ in runs), statistics.median(w for _, w in runs))
+               for name, runs in results.items()}
+    base_rate, base_wall = next(iter(medians.values()))
+    for name, (rate, wall) in medians.items():
+        print(f"{name:>26}: {rate:.3f} steps/s ({rate / base_rate:.2f}x), {wall:.1f} s wall "
+              f"({base_wall / wall:.2f}x)")
     return 0
 
 

@@ -106,8 +106,9 @@ def _two_rank_phases(store: str, folder: str, overrides: dict) -> dict:
         support, query = episodes.batch.rows(split.class_offsets)
         out["scores"] = sharded.score_episodes(_fixed_embeddings(), support, query, "euclidean", SCORE_BLOCK)
         # The eval verb under torchrun: every rank runs it, rank 0 alone writes the record.
-        out["eval_exit"] = cli_main(["eval", "--run", str(folder / "reference"), "--episodes", str(folder / "episodes.npz"),
-                                     "--out", str(folder / "cli_records"), "--device", "cpu"])
+        out["eval_exit"] = cli_main(["eval", "--run", str(folder / "reference"), "--episodes",
+                                     str(folder / "episodes.npz"), "--out", str(folder / "cli_records"),
+                                     "--device", "cpu"])
         out["gathered"] = distributed.all_gather_cat(torch.full((2, 1), float(distributed.rank()))).numpy()
         out["reduced"] = distributed.all_reduce_mean(torch.tensor([float(distributed.rank())])).item()
         me = distributed.rank()
