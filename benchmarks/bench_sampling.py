@@ -308,6 +308,12 @@ def measure_setting(l2l, split, ways: int, shots: int, queries: int, rounds: int
     methods = {
         "learn2learn NWays+KShots": tasksets["NWays+KShots"].sample,
         "learn2learn FusedNWaysKShots": tasksets["FusedNWaysKShots"].sample,
+    }
+    if l2l is not None:  # the re-implementation beside the real one: how faithful its timing is
+        copies = l2l_tasksets(None, split, ways, shots, queries)
+        methods["re-implemented l2l NWays+KShots"] = copies["NWays+KShots"].sample
+        methods["re-implemented l2l FusedNWaysKShots"] = copies["FusedNWaysKShots"].sample
+    methods |= {
         "fewshot BatchSource (uint8 batch)": fewshot_uint8,
         "fewshot BatchSource.next (float, channels_last)": lambda: source.next(cpu, True),
         "fewshot BatchSource.next (float, NCHW)": lambda: source.next(cpu, False),
@@ -320,7 +326,7 @@ def measure_setting(l2l, split, ways: int, shots: int, queries: int, rounds: int
         out = fn()
         images = out.images if hasattr(out, "images") else out[0]
         assert images.shape[0] == ways * (shots + queries), (name, images.shape)
-    return interleaved(methods, rounds=rounds, min_seconds=min_seconds)
+    return interleaved(methods, rounds=rounds, min_seconds=min_seconds, clock="cpu")
 
 
 def main() -> int:
@@ -349,6 +355,7 @@ def main() -> int:
              "run with --install-l2l to build it)")
     header("Episode sampling into a training batch (5-way, 15 queries a class, miniImageNet-shaped uint8)")
     print(f"   learn2learn side: {which}")
+    print("   times: CPU time of the one thread doing the work (the machine is shared), median of interleaved rounds")
     random.seed(0)
     store = Store(mini_store())
     report = Report("sampling")

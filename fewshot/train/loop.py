@@ -63,15 +63,18 @@ class BatchSource:
             self.batches_per_step = 1
             self.classes_per_rank = distributed.per_rank_share(config["batch"]["classes"], "batch.classes")
         self._episodes: list = []
+        self._buffer: np.ndarray | None = None
+        self._ahead: np.ndarray | None = None  # rows of the episodes of steps drawn ahead (see _next_step)
+        if self.kind == "episode":
+            s = self.sampler
+            self._episode_labels = np.concatenate([np.repeat(np.arange(s.ways), s.shots),
+                                                   np.repeat(np.arange(s.ways), s.queries)])
 
     def rows_and_labels(self) -> tuple[np.ndarray, np.ndarray, dict]:
         if self.kind == "episode":
-            episode = self._local_episode()
-            support, query = episode.rows(self.split.class_offsets)
-            rows = np.concatenate([support[0].ravel(), query[0].ravel()])
+            rows = self._local_episode()
             s = self.sampler
-            labels = np.concatenate([np.repeat(np.arange(s.ways), s.shots), np.repeat(np.arange(s.ways), s.queries)])
-            return rows, labels, {"ways": s.ways, "shots": s.shots, "queries": s.queries}
+            return rows, self._episode_labels.copy(), {"ways": s.ways, "shots": s.shots, "queries": s.queries}
         classes, ranks = self.sampler.sample()
         mine = slice(self.rank * self.classes_per_rank, (self.rank + 1) * self.classes_per_rank)
         classes, ranks = classes[mine], ranks[mine]
@@ -80,24 +83,58 @@ class BatchSource:
 
     def next(self, device: torch.device, channels_last: bool) -> Batch:
         rows, labels, shape = self.rows_and_labels()
-        order = np.argsort(rows, kind="stable")
-        # Reading the memmap in row order is sequential I/O; the inverse permutation restores the layout.
-        gathered = np.empty((len(rows), *self.split.image_shape), dtype=np.uint8)
-        gathered[order] = self.split.images[rows[order]]
-        images = to_float_images(torch.from_numpy(gathered), device, channels_last)
+        images = to_float_images(self.gather(rows), device, channels_last)
         return Batch(images, torch.from_numpy(labels).to(device), self.kind, **shape)
 
-    def _local_episode(self):
+    def gather(self, rows: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, C) images of store `rows`, in a buffer that the next call overwrites.
+
+        One copy from the memmap into a buffer kept across steps, so its pages are never faulted in again
+        (np.take's mode="raise" would buffer `out` and copy twice; rows come from the sampler and are in
+        range). Sorting the rows first bought nothing: an image is whole pages either way, and the
+        permutation back cost a second copy (benchmarks/bench_sampling.py). to_float_images copies the result.
+        """
+        if self._buffer is None or len(self._buffer) != len(rows):
+            self._buffer = np.empty((len(rows), *self.split.image_shape), dtype=np.uint8)
+        np.take(self.split.images, rows, axis=0, out=self._buffer, mode="wrap")
+        return torch.from_numpy(self._buffer)
+
+    def _local_episode(self) -> np.ndarray:
+        """Store rows (support then query, class-major) of this rank's next episode."""
         if not self._episodes:
-            drawn = self.sampler.sample(self.episodes_per_step)
-            self._episodes = [drawn[i] for i in range(self.rank, len(drawn), self.world)]
+            first = self._next_step() * self.episodes_per_step
+            self._episodes = [self._ahead[first + i] for i in range(self.rank, self.episodes_per_step, self.world)]
         return self._episodes.pop(0)
 
+    def _next_step(self) -> int:
+        """Index, in the block drawn ahead, of the next step's episodes.
+
+        Steps are drawn many at a time with sampler.sample_calls, which gives exactly the episodes of one
+        sample(episodes_per_step) call a step: a few numpy calls for a whole block instead of a dozen a step.
+        """
+        if self._ahead is None or self._ahead_used == len(self._ahead) // self.episodes_per_step:
+            draws = self.sampler.draws_per_call(self.episodes_per_step)
+            steps = max(1, min(64, (1 << 19) // draws))  # at most ~4 MB of random keys at once
+            self._ahead_state = self.sampler.rng.bit_generator.state
+            drawn = self.sampler.sample_calls(steps, self.episodes_per_step)
+            support, query = drawn.rows(self.split.class_offsets)
+            self._ahead = np.concatenate([support.reshape(len(drawn), -1), query.reshape(len(drawn), -1)], axis=1)
+            self._ahead_used = 0
+        self._ahead_used += 1
+        return self._ahead_used - 1
+
     def state(self) -> dict:
-        return self.sampler.rng.bit_generator.state
+        """The sampler's generator state after the steps taken so far (not after those drawn ahead)."""
+        if self.kind != "episode" or self._ahead is None:
+            return self.sampler.rng.bit_generator.state
+        bits = np.random.PCG64()
+        bits.state = self._ahead_state
+        bits.advance(self._ahead_used * self.sampler.draws_per_call(self.episodes_per_step))
+        return bits.state
 
     def set_state(self, state: dict) -> None:
         self.sampler.rng.bit_generator.state = state
+        self._ahead, self._episodes = None, []
 
 
 def build_optimizer(learner: Learner, config: dict):
