@@ -53,3 +53,14 @@ def tiny_store(tmp_path_factory) -> Path:
 def tiny_train_overrides() -> dict:
     """Config overrides (a fresh dict each test) for a tiny, fast ProtoNet run on `tiny_store`."""
     return dict(TINY_TRAIN_OVERRIDES)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

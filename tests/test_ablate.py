@@ -10,18 +10,11 @@ from fewshot.ablate import expand, load_spec, run_ablation
 from fewshot.cli import main
 from fewshot.errors import FewshotError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_spec(path: Path, store: Path, tiny: dict, grid: str | None = None, extra: str = "") -> Path:

@@ -13,18 +13,11 @@ from fewshot.data.store import Store
 from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 EPISODES = {"ways": [3], "shots": [1, 2], "queries": 2, "count": 12}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def overrides(tiny: dict) -> list[str]:

@@ -97,17 +97,19 @@ class EpisodeFile:
         return EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
 
 
-def make_episode_file(split: StoreSplit, ways: int, shots: int, queries: int, count: int, seed: int,
-                      generated_by: str = "") -> EpisodeFile:
-    sampler = EpisodeSampler(split.class_counts, ways, shots, queries, seed, split.class_names)
-    batch = sampler.sample(count)
+def build_episode_file(dataset: str, split: str, class_names: list[str], class_counts, ways: int, shots: int,
+                       queries: int, count: int, seed: int, store_checksum: str | None, generated_by: str = "",
+                       **provenance) -> EpisodeFile:
+    """Draw `count` episodes over classes given by sorted names and counts; `provenance` adds meta fields."""
+    counts = np.asarray(class_counts, dtype=np.int64)
+    batch = EpisodeSampler(counts, ways, shots, queries, seed, list(class_names)).sample(count)
     meta = {
         "format": EPISODE_FORMAT,
         "format_version": EPISODE_VERSION,
-        "dataset": split.dataset,
-        "split": split.name,
-        "store_checksum": split.checksum,
-        "source_variant": split.manifest.get("source_variant"),
+        "dataset": dataset,
+        "split": split,
+        "store_checksum": store_checksum,
+        "source_variant": provenance.pop("source_variant", None),
         "ways": ways,
         "shots": shots,
         "queries": queries,
@@ -115,11 +117,19 @@ def make_episode_file(split: StoreSplit, ways: int, shots: int, queries: int, co
         "seed": seed,
         "sampler": "EpisodeSampler/PCG64",
         "generated_by": generated_by,
-        "class_names": list(split.class_names),
-        "class_counts": [int(c) for c in split.class_counts],
+        **provenance,
+        "class_names": [str(n) for n in class_names],
+        "class_counts": [int(c) for c in counts],
         "checksum": _arrays_checksum(batch),
     }
     return EpisodeFile(meta, batch)
+
+
+def make_episode_file(split: StoreSplit, ways: int, shots: int, queries: int, count: int, seed: int,
+                      generated_by: str = "") -> EpisodeFile:
+    return build_episode_file(split.dataset, split.name, split.class_names, split.class_counts, ways, shots, queries,
+                              count, seed, split.checksum, generated_by,
+                              source_variant=split.manifest.get("source_variant"))
 
 
 def load_episode_file(path: str | os.PathLike) -> EpisodeFile:

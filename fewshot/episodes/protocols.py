@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshot.episodes.files import EPISODE_FORMAT, EPISODE_VERSION, EpisodeFile, _arrays_checksum
-from fewshot.episodes.sampler import EpisodeSampler
+from fewshot.episodes.files import EpisodeFile, build_episode_file
 from fewshot.errors import FewshotError
 
 
@@ -68,27 +67,9 @@ def make_episode_file_from_counts(dataset: str, split: str, class_names: list[st
     order = sorted(range(len(names)), key=lambda i: names[i])
     names = [names[i] for i in order]
     counts = np.asarray([int(class_counts[i]) for i in order], dtype=np.int64)
-    batch = EpisodeSampler(counts, ways, shots, queries, seed, names).sample(count)
-    meta = {
-        "format": EPISODE_FORMAT,
-        "format_version": EPISODE_VERSION,
-        "dataset": dataset,
-        "split": split,
-        "store_checksum": store_checksum,
-        "source_variant": None,
-        "ways": ways,
-        "shots": shots,
-        "queries": queries,
-        "count": count,
-        "seed": seed,
-        "sampler": "EpisodeSampler/PCG64",
-        "generated_by": generated_by,
-        "generated_from": generated_from or "class names and per-class image counts (no images)",
-        "class_names": names,
-        "class_counts": [int(c) for c in counts],
-        "checksum": _arrays_checksum(batch),
-    }
-    return EpisodeFile(meta, batch)
+    return build_episode_file(dataset, split, names, counts, ways, shots, queries, count, seed, store_checksum,
+                              generated_by, generated_from=generated_from
+                              or "class names and per-class image counts (no images)")
 
 
 def class_counts_from_csv(path: str | os.PathLike) -> tuple[list[str], list[int]]:

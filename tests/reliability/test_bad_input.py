@@ -28,6 +28,8 @@ from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
 from fewshot.train.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A tiny ProtoNet on the tiny store (8 train classes, 10 images a class): a few steps take about a second.
 TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes.queries": 2, "train.steps": 4,
         "train.val_every": 2, "train.val_episodes": 5, "train.val_ways": 3, "train.val_shots": 1,
@@ -37,13 +39,6 @@ TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
 ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def error_of(argv: list, capsys) -> str:

@@ -25,6 +25,8 @@ from fewshot.evaluate.run import evaluate_run
 from fewshot.train.checkpoint import load_checkpoint
 from fewshot.train.loop import train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PACKAGE = Path(__file__).resolve().parents[2] / "fewshot"
 TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes.queries": 2, "train.steps": 4,
         "train.val_every": 2, "train.val_episodes": 5, "train.val_ways": 3, "train.val_shots": 1,
@@ -33,13 +35,6 @@ TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes
 PK = {"batch.classes": 4, "batch.per_class": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine every op would wait for all of them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
