@@ -125,9 +125,10 @@ def smallest_keys(keys: np.ndarray, k: int, counts: np.ndarray) -> np.ndarray:
     Row i holds counts[i] valid keys in [0, 1) (the others are >= 1). Both methods below return the same
     positions (keys are distinct doubles), so the episodes do not depend on which one runs. When k is small
     against the counts, and there are enough rows to repay the extra numpy calls (a block of training
-    episodes, an episode file), only keys under a per-row bound are sorted: 1.7-3x faster than partitioning
-    every row (benchmarks/bench_sampling.py). With c valid keys the bound (k + 5 sqrt(k) + 10) / c leaves k or
-    more candidates except with probability ~1e-6 a row; should a row have fewer, all rows take the partition.
+    episodes, an episode file), only keys under a per-row bound are sorted: measured 1.7x faster than
+    partitioning every row for 2,000 miniImageNet episodes (one episode alone is faster partitioned). With
+    c valid keys the bound (k + 5 sqrt(k) + 10) / c leaves k or more candidates except with probability
+    ~1e-6 a row; should a row have fewer, all rows take the partition.
     """
     flat = keys.reshape(-1, keys.shape[-1])
     bound = (k + 5.0 * math.sqrt(k) + 10.0) / np.asarray(counts, dtype=np.float64).reshape(-1)
