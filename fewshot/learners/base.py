@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fewshot.models.heads import EmbeddingHead
@@ -48,6 +49,17 @@ class Learner(nn.Module):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's output before its L2 normalisation (what CIR perturbs)."""
+        return self.head.net(self.backbone(images))
+
+    def finish(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training embeddings: CIR moves features (when the learner has one), then the head normalises."""
+        cir = getattr(self, "cir", None)
+        if cir is not None:
+            features = cir(features, labels)
+        return F.normalize(features, dim=-1) if self.head.normalize else features
 
     def state_for_checkpoint(self) -> dict:
         """Extra state beyond parameters and buffers (none by default; buffers already hold banks)."""

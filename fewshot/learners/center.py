@@ -27,14 +27,11 @@ class CenterLearner(Learner):
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        features = self.head.net(self.backbone(batch.images))
+        features = self.features(batch.images)
         with torch.no_grad():  # nearest-center accuracy of the clean features, before an EMA bank moves
             cos = F.normalize(features.float(), dim=-1) @ F.normalize(self.center_loss.centers.float(), dim=-1).T
             accuracy = float((cos.argmax(1) == batch.labels).float().mean())
-        if self.cir is not None:
-            features = self.cir(features, batch.labels)
-        embeddings = F.normalize(features, dim=-1) if self.head.normalize else features
-        return self.center_loss(embeddings, batch.labels), {"train_acc": accuracy}
+        return self.center_loss(self.finish(features, batch.labels), batch.labels), {"train_acc": accuracy}
 
     def parameter_groups(self, lr: float) -> list[dict]:
         """Learned centers train at lr * loss.center_lr_scale (proxy methods often give proxies a larger rate)."""

@@ -26,12 +26,9 @@ class ClassifierLearner(Learner):
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        features = self.head.net(self.backbone(batch.images))
+        features = self.features(batch.images)
         clean = F.normalize(features, dim=-1) if self.head.normalize else features
-        if self.cir is not None:
-            features = self.cir(features, batch.labels)
-        embeddings = F.normalize(features, dim=-1) if self.head.normalize else features
-        loss = self.cross_entropy(self.classifier(embeddings), batch.labels)
+        loss = self.cross_entropy(self.classifier(self.finish(features, batch.labels)), batch.labels)
         with torch.no_grad():
             accuracy = float((self.classifier(clean).argmax(1) == batch.labels).float().mean())
         return loss, {"train_acc": accuracy}

@@ -20,12 +20,9 @@ class SiameseLearner(Learner):
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        features = self.head.net(self.backbone(batch.images))
+        features = self.features(batch.images)
         clean = F.normalize(features, dim=-1) if self.head.normalize else features
-        if self.cir is not None:
-            features = self.cir(features, batch.labels)
-        embeddings = F.normalize(features, dim=-1) if self.head.normalize else features
-        loss = self.triplet(embeddings, batch.labels)
+        loss = self.triplet(self.finish(features, batch.labels), batch.labels)
         return loss, {"train_acc": leave_one_out_accuracy(clean.detach(), batch.labels)}
 
 
