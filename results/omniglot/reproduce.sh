@@ -6,29 +6,32 @@
 # Protocol (Snell et al. 2017, as far as 2 CPU cores allow; deviations in README.md):
 #   1. train on the train characters with 60-way 1-shot 5-query episodes, choosing the model on the val
 #      characters (5-way 1-shot val episodes every 500 steps);
-#   2. retrain on train+val for the same number of episodes and take the final model (Snell's last step);
+#   2. retrain on train+val for the number of episodes chosen on val in 1, and take its final model;
 #   3. evaluate both on the committed test episode files (1,000 episodes, 15 queries a class).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=${1:-../shared/data/omniglot}
 WORK=${WORK:-work-runs/omniglot}
 OUT=${OUT:-results/omniglot/records}
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-10000}
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
+PYTHON=${PYTHON:-.venv/bin/python}
 EPISODES=(episodes/omniglot-vinyals-test-{5w1s,5w5s,20w1s,20w5s}-15q-1000.npz)
 
-train() {  # train RUN_NAME [overrides...]: skip a finished run, resume a killed one
-  local run="$WORK/$1"; shift
+train() {  # train RUN_NAME STEPS [overrides...]: skip a finished run, resume a killed one
+  local run="$WORK/$1" steps="$2"; shift 2
   local resume=""; [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
   grep -qs '"finished"' "$run/run.json" || \
     $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device cpu $resume \
-      episodes.shots=1 train.val_shots=1 train.steps="$STEPS" "$@"
+      episodes.shots=1 train.val_shots=1 train.steps="$steps" "$@"
 }
 
 start=$(date +%s)
 [ -f "$WORK/store/store.json" ] || $FEWSHOT prepare omniglot --src "$SRC" --out "$WORK/store" --no-progress
-train protonet-1shot
-train protonet-1shot-trainval train.split=trainval train.val_every=0
+train protonet-1shot "$STEPS"
+best_step=$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["step"])' "$WORK/protonet-1shot/run.json")
+echo "model chosen on val at step $best_step; retraining on train+val for $best_step episodes"
+train protonet-1shot-trainval "$best_step" train.split=trainval train.val_every=0
 train_end=$(date +%s)
 mkdir -p "$OUT"
 $FEWSHOT eval --run "$WORK/protonet-1shot" --checkpoint best --method protonet-train-valselected --device cpu \
@@ -40,4 +43,4 @@ $FEWSHOT table "$OUT" --format md > results/omniglot/table.md
 $FEWSHOT curve "$WORK/protonet-1shot" "$WORK/protonet-1shot-trainval" --out results/omniglot/learning_curve.png \
   --labels "train, val-selected" "train+val (no val)" --title "ProtoNet, Omniglot, 60-way 1-shot episodes"
 end=$(date +%s)
-echo "wall time: training $((train_end - start)) s, total $((end - start)) s (this invocation)" | tee -a results/omniglot/wall_time.txt
+echo "$(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) STEPS=$STEPS best_step=$best_step: prepare+training $((train_end - start)) s, total $((end - start)) s (this invocation)" | tee -a results/omniglot/wall_time.txt
