@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fewshot.data.store import MappedReader
 from fewshot.device import autocast, to_float_images
 
 
@@ -13,10 +14,15 @@ from fewshot.device import autocast, to_float_images
 def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
                device: torch.device, batch_size: int = 500, precision: str = "fp32",
                channels_last: bool = False) -> torch.Tensor:
-    """Embeddings (len(rows), D) float32 on CPU of `images[rows]` (rows sorted for sequential memmap reads)."""
+    """Embeddings (len(rows), D) float32 on CPU of `images[rows]` (rows sorted for sequential memmap reads).
+
+    The reader gives the memory map's pages back as it goes, so embedding a large split keeps RSS bounded.
+    """
     chunks = []
+    reader = MappedReader(images)
+    rows = np.asarray(rows, dtype=np.int64)
     for start in range(0, len(rows), batch_size):
-        block = torch.from_numpy(np.ascontiguousarray(images[rows[start:start + batch_size]]))
+        block = torch.from_numpy(reader.take(rows[start:start + batch_size]))
         x = to_float_images(block, device, channels_last)
         with autocast(device, precision):
             out = embed(x)

@@ -47,7 +47,11 @@ class Learner(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of one batch and its metrics (0-d tensors, detached, on the batch's device).
+
+        Metrics stay tensors so that a GPU step never waits on the host; the loop reads them when it logs.
+        """
         raise NotImplementedError
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

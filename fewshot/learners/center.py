@@ -26,11 +26,11 @@ class CenterLearner(Learner):
                                        n_classes=n_classes, dim=self.embedding_dim)
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
         with torch.no_grad():  # nearest-center accuracy of the clean features, before an EMA bank moves
             cos = F.normalize(features.float(), dim=-1) @ F.normalize(self.center_loss.centers.float(), dim=-1).T
-            accuracy = float((cos.argmax(1) == batch.labels).float().mean())
+            accuracy = (cos.argmax(1) == batch.labels).float().mean()
         return self.center_loss(self.finish(features, batch.labels), batch.labels), {"train_acc": accuracy}
 
     def parameter_groups(self, lr: float) -> list[dict]:

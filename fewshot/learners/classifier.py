@@ -25,10 +25,10 @@ class ClassifierLearner(Learner):
         self.cross_entropy = create_loss(config, allowed=("cross_entropy", "label_smoothing"), learner="classifier")
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
         clean = F.normalize(features, dim=-1) if self.head.normalize else features
         loss = self.cross_entropy(self.classifier(self.finish(features, batch.labels)), batch.labels)
         with torch.no_grad():
-            accuracy = float((self.classifier(clean).argmax(1) == batch.labels).float().mean())
+            accuracy = (self.classifier(clean).argmax(1) == batch.labels).float().mean()
         return loss, {"train_acc": accuracy}

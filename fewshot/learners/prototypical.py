@@ -12,9 +12,9 @@ from fewshot.losses.prototypical import prototypical_loss
 class PrototypicalLearner(Learner):
     batch_kind = "episode"
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         embeddings = self.embed(batch.images)
         loss, accuracy = prototypical_loss(
             embeddings, batch.ways, batch.shots, batch.queries, self.config["loss"]["distance"]
         )
-        return loss, {"train_acc": float(accuracy)}
+        return loss, {"train_acc": accuracy.detach()}

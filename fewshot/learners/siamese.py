@@ -19,15 +19,15 @@ class SiameseLearner(Learner):
         self.triplet = create_loss(config, allowed=("triplet",), learner="siamese")
         self.cir = create_regularizer(config, n_classes, self.embedding_dim)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
         clean = F.normalize(features, dim=-1) if self.head.normalize else features
         loss = self.triplet(self.finish(features, batch.labels), batch.labels)
         return loss, {"train_acc": leave_one_out_accuracy(clean.detach(), batch.labels)}
 
 
-def leave_one_out_accuracy(embeddings: torch.Tensor, labels: torch.Tensor) -> float:
+def leave_one_out_accuracy(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """How often an image's nearest other image in the batch shares its class (a cheap training signal)."""
     dist = torch.cdist(embeddings.float(), embeddings.float())
     dist.fill_diagonal_(float("inf"))
-    return float((labels[dist.argmin(1)] == labels).float().mean())
+    return (labels[dist.argmin(1)] == labels).float().mean()

@@ -286,16 +286,18 @@ def wrap_for_training(learner: nn.Module, loss_fn: Callable, device: torch.devic
                                                gradient_as_bucket_view=True)
 
 
-def backward_step(forward: Callable, batches: list, autocast_context: Callable[[], Any]) -> tuple[float, dict]:
+def backward_step(forward: Callable, batches: list, autocast_context: Callable[[], Any]
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward and backward every local batch, accumulating mean gradients; return the global mean loss/metrics.
 
     Gradients are all-reduced once (on the last batch); the returned loss and metrics are means over all
-    ranks' batches, the same numbers one process holding the global batch would log.
+    ranks' batches, the same numbers one process holding the global batch would log. They are float64 0-d
+    tensors on the batches' device, never read here: on a GPU the step runs without a host sync.
     """
     count = len(batches)
     ddp = isinstance(forward, nn.parallel.DistributedDataParallel)
-    loss_sum = 0.0
-    metric_sums: dict[str, float] = {}
+    loss_sum: torch.Tensor | None = None
+    metric_sums: dict[str, torch.Tensor] = {}
     for index, batch in enumerate(batches):
         last = index == count - 1
         with (contextlib.nullcontext() if last or not ddp else forward.no_sync()):
@@ -303,15 +305,17 @@ def backward_step(forward: Callable, batches: list, autocast_context: Callable[[
                 loss, metrics = forward(batch)
             # One batch: the loss as is, so the single-process path is exactly the plain one.
             (loss if count == 1 else loss / count).backward()
-        loss_sum += float(loss.detach())
-        for key, value in metrics.items():
-            metric_sums[key] = metric_sums.get(key, 0.0) + float(value)
+        value = loss.detach().double()
+        loss_sum = value if loss_sum is None else loss_sum + value
+        for key, metric in metrics.items():
+            metric = torch.as_tensor(metric, dtype=torch.float64, device=value.device)
+            metric_sums[key] = metric_sums[key] + metric if key in metric_sums else metric
     if count == 1 and not is_distributed():
         return loss_sum, metric_sums
     keys = sorted(metric_sums)
-    totals = torch.tensor([loss_sum] + [metric_sums[k] for k in keys], dtype=torch.float64)
-    means = (all_reduce_mean(totals) / count).tolist()
-    return means[0], dict(zip(keys, means[1:]))
+    totals = torch.stack([loss_sum] + [metric_sums[k] for k in keys])
+    means = all_reduce_mean(totals) / count
+    return means[0], {key: means[i + 1] for i, key in enumerate(keys)}
 
 
 # ---------------------------------------------------------------------------------------------------------

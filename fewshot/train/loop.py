@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from fewshot.atomic import write_json_atomic
 from fewshot.config import config_digest
-from fewshot.data.store import Store, StoreSplit
+from fewshot.data.store import MappedReader, Store, StoreSplit
 from fewshot.device import autocast, resolve_device, to_float_images, tune_allocator
 from fewshot.episodes.batches import PKSampler
 from fewshot.episodes.sampler import EpisodeSampler
@@ -64,6 +64,7 @@ class BatchSource:
             self.classes_per_rank = distributed.per_rank_share(config["batch"]["classes"], "batch.classes")
         self._episodes: list = []
         self._buffer: np.ndarray | None = None
+        self._reader: MappedReader | None = None
         self._ahead: np.ndarray | None = None  # rows of the episodes of steps drawn ahead (see _next_step)
         if self.kind == "episode":
             s = self.sampler
@@ -93,10 +94,13 @@ class BatchSource:
         (np.take's mode="raise" would buffer `out` and copy twice; rows come from the sampler and are in
         range). Sorting the rows first bought nothing: an image is whole pages either way, and the
         permutation back cost a second copy (benchmarks/bench_sampling.py). to_float_images copies the result.
+        The reader hands the memory map's pages back every 512 MB read, so RSS stays bounded on large splits.
         """
         if self._buffer is None or len(self._buffer) != len(rows):
             self._buffer = np.empty((len(rows), *self.split.image_shape), dtype=np.uint8)
-        np.take(self.split.images, rows, axis=0, out=self._buffer, mode="wrap")
+        if self._reader is None:
+            self._reader = MappedReader(self.split.images)
+        self._reader.take(rows, out=self._buffer)
         return torch.from_numpy(self._buffer)
 
     def _local_episode(self) -> np.ndarray:
@@ -258,33 +262,51 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
     learner.train()
     bar = tqdm(total=t["steps"], initial=step, disable=not (progress and writer), desc=f"train {config['name']}",
                unit="step")
-    running_loss, running_acc, seen = 0.0, 0.0, 0
+    # Sums of the step losses/accuracies since the last log row, kept on the device. On a GPU they are read
+    # (a host sync) only when a row is logged or a checkpoint is written: a non-finite loss poisons the sum,
+    # so it is caught there, before any checkpoint holds weights trained on it. On CPU reading is free, so
+    # every step is checked and the error names the exact step.
+    running_loss, running_acc, seen = torch.zeros((), dtype=torch.float64, device=device), None, 0
+    check_every_step = device.type == "cpu"
+    first_unchecked, last_saved = step + 1, step
+
+    def check_finite(value: torch.Tensor) -> float:
+        nonlocal first_unchecked
+        total = float(value)
+        if not math.isfinite(total):
+            when = f"at step {step}" if first_unchecked == step else f"between steps {first_unchecked} and {step}"
+            saved = (f"The last good checkpoint is {out / 'checkpoints' / 'last.pt'} (step {last_saved})"
+                     if last_saved > 0 else "No checkpoint was written before it")
+            raise FewshotError(f"loss became {total} {when}; stopped. {saved}; lower optim.lr or check the data")
+        first_unchecked = step + 1
+        return total
+
     try:
         while step < t["steps"]:
             batches = [source.next(device, t["channels_last"]) for _ in range(source.batches_per_step)]
             optimizer.zero_grad(set_to_none=True)
             # Forward and backward of this rank's batches; loss and metrics come back as global means.
             loss, metrics = distributed.backward_step(forward, batches, lambda: autocast(device, t["precision"]))
-            if not math.isfinite(loss):
-                raise FewshotError(
-                    f"loss became {loss} at step {step + 1}; stopped. The last good checkpoint is "
-                    f"{out / 'checkpoints' / 'last.pt'} (step {step}); lower optim.lr or check the data"
-                )
             if t["max_grad_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(learner.parameters(), t["max_grad_norm"])
             optimizer.step()
             scheduler.step()
             step += 1
+            if check_every_step:
+                check_finite(loss)
             running_loss += loss
-            running_acc += metrics.get("train_acc", math.nan)
+            if "train_acc" in metrics:
+                running_acc = metrics["train_acc"] if running_acc is None else running_acc + metrics["train_acc"]
             seen += 1
             bar.update(1)
             row = None
             if step % t["log_every"] == 0 or step == t["steps"]:
-                row = {"step": step, "loss": running_loss / seen, "train_acc": running_acc / seen,
+                row = {"step": step, "loss": check_finite(running_loss) / seen,
+                       "train_acc": float(running_acc) / seen if running_acc is not None else math.nan,
                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
-                running_loss, running_acc, seen = 0.0, 0.0, 0
+                running_loss.zero_()
+                running_acc, seen = None, 0
             if val_batch is not None and (step % t["val_every"] == 0 or step == t["steps"]):
                 val_acc, val_ci = validate()
                 row = row or {"step": step, "lr": optimizer.param_groups[0]["lr"],
@@ -300,7 +322,9 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
                 log.writerow(row)
                 log_file.flush()
             if step % t["checkpoint_every"] == 0 or step == t["steps"]:
+                check_finite(running_loss)
                 checkpoint()
+                last_saved = step
     finally:
         bar.close()
         log_file.close()
