@@ -31,10 +31,12 @@ STORE_FORMAT = "fewshot-store"
 STORE_VERSION = 1
 _HASHED_FILES = ("images.npy", "labels.npy", "classes.json")
 _RELEASE_EVERY = 256 << 20  # bytes a SplitSink writes between handing its mapped pages back to the kernel
-# Bytes read out of a split's memory map between handing its pages back: a tieredImageNet-sized split (9.5 GB)
-# would otherwise end up resident in the reading process's RSS, page by page.
-READ_RELEASE_EVERY = 512 << 20
-
+# A split up to this size may stay mapped whole (its RSS is bounded by its size, and re-faulting pages after
+# a release made gathering 3x slower on a miniImageNet-sized split). Larger splits hand their pages back
+# every READ_RELEASE_EVERY bytes read: on a tieredImageNet-sized split (9.5 GB) that kept the mapped pages
+# at about 480 MB (the kernel maps whole folios around each fault, several times the bytes read).
+MAP_WHOLE_LIMIT = 1 << 30
+READ_RELEASE_EVERY = 64 << 20
 
 def release_mapped_pages(array: np.ndarray) -> bool:
     """Unmap the pages of a memory-mapped array from this process (MADV_DONTNEED); False if it is not mapped.
@@ -53,23 +55,26 @@ def release_mapped_pages(array: np.ndarray) -> bool:
 
 
 class MappedReader:
-    """Copies rows out of a (memory-mapped) image array, giving the mapped pages back every `release_every` bytes.
+    """Copies rows out of a (memory-mapped) image array, handing the mapped pages back every `release_every` bytes.
 
     Without it a process that reads a large split keeps every page it touched mapped: RSS grows to the bytes
     read (up to the split's size), although those pages are reclaimable page cache. With it RSS stays within
-    `release_every` of the process's own memory. Plain in-memory arrays are read the same way, never released.
+    a few times `release_every` of the process's own memory. The default releases only for splits larger than
+    MAP_WHOLE_LIMIT; plain in-memory arrays are read the same way and never released.
     """
 
-    def __init__(self, images: np.ndarray, release_every: int = READ_RELEASE_EVERY) -> None:
+    def __init__(self, images: np.ndarray, release_every: int | None = None) -> None:
         self.images = images
-        self.release_every = release_every
+        if release_every is None:
+            release_every = READ_RELEASE_EVERY if images.nbytes > MAP_WHOLE_LIMIT else 0
+        self.release_every = release_every  # 0: never
         self._unreleased = 0
         self.releases = 0
 
-    def take(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """images[rows] as one copy (into `out` if given)."""
+    def take(self, rows: np.ndarray, out: np.ndarray | None = None, known_in_range: bool = False) -> np.ndarray:
+        """images[rows] as one copy (into `out` if given); `known_in_range` skips the bounds check (hot paths)."""
         rows = np.asarray(rows)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self.images)):
+        if not known_in_range and rows.size and (rows.min() < 0 or rows.max() >= len(self.images)):
             raise IndexError(f"row {rows.min() if rows.min() < 0 else rows.max()} is outside 0..{len(self.images) - 1}")
         if out is None:
             out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
@@ -79,6 +84,8 @@ class MappedReader:
         return out
 
     def _count(self, nbytes: int) -> None:
+        if not self.release_every:
+            return
         self._unreleased += nbytes
         if self._unreleased >= self.release_every:
             if release_mapped_pages(self.images):

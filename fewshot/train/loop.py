@@ -94,13 +94,13 @@ class BatchSource:
         (np.take's mode="raise" would buffer `out` and copy twice; rows come from the sampler and are in
         range). Sorting the rows first bought nothing: an image is whole pages either way, and the
         permutation back cost a second copy (benchmarks/bench_sampling.py). to_float_images copies the result.
-        The reader hands the memory map's pages back every 512 MB read, so RSS stays bounded on large splits.
+        On splits over 1 GB the reader hands the memory map's pages back every 64 MB read (bounded RSS).
         """
         if self._buffer is None or len(self._buffer) != len(rows):
             self._buffer = np.empty((len(rows), *self.split.image_shape), dtype=np.uint8)
         if self._reader is None:
             self._reader = MappedReader(self.split.images)
-        self._reader.take(rows, out=self._buffer)
+        self._reader.take(rows, out=self._buffer, known_in_range=True)
         return torch.from_numpy(self._buffer)
 
     def _local_episode(self) -> np.ndarray:

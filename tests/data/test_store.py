@@ -230,6 +230,7 @@ def test_mapped_reader_reads_plain_arrays_and_refuses_rows_out_of_range():
     from fewshot.data.store import MappedReader
 
     images = _images(10)
+    assert MappedReader(images).release_every == 0  # small splits stay mapped whole by default
     reader = MappedReader(images, release_every=1)
     np.testing.assert_array_equal(reader.take(np.array([3, 0, 9]))[:, 0, 0, 0], [3, 0, 9])
     assert reader.releases == 0  # nothing mapped to give back
