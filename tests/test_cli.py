@@ -38,6 +38,15 @@ def test_module_entry_point_runs():
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+def test_building_the_parser_does_not_import_torch():
+    """`fewshot --help` (and every verb's parser) stays fast: torch loads only when a verb runs."""
+    code = ("import sys; from fewshot.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'fewshot.train.loop', 'fewshot.models') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_list_names_registered_parts(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

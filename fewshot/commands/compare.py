@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from fewshot.evaluate.compare import compare_records, format_comparison
-from fewshot.results.records import load_record
 
 
 def add_parser(sub) -> None:
@@ -21,5 +19,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.evaluate.compare import compare_records, format_comparison
+    from fewshot.results.records import load_record
     print(format_comparison(compare_records(load_record(args.a), load_record(args.b)), args.decimals), end="")
     return 0

@@ -8,13 +8,6 @@ from pathlib import Path
 
 from fewshot.commands.common import add_device
 from fewshot.config import load_config
-from fewshot.data.store import Store
-from fewshot.data.synthetic import prepare_synthetic
-from fewshot.episodes.files import load_episode_file, make_episode_file
-from fewshot.evaluate.run import evaluate_pixels, evaluate_run
-from fewshot.results.records import write_record
-from fewshot.results.tables import format_table
-from fewshot.train.loop import train
 
 DEMO_OVERRIDES = {"train.steps": 600, "train.val_every": 200, "train.log_every": 50, "episodes.ways": 20,
                   "episodes.shots": 5, "episodes.queries": 5, "optim.step_size": 300}
@@ -34,6 +27,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.data.store import Store
+    from fewshot.data.synthetic import prepare_synthetic
+    from fewshot.episodes.files import load_episode_file, make_episode_file
+    from fewshot.evaluate.run import evaluate_pixels, evaluate_run
+    from fewshot.results.records import write_record
+    from fewshot.results.tables import format_table
+    from fewshot.train.loop import train
     started = time.perf_counter()
     out = Path(args.out)
     data, run_dir, results = out / "data", out / "run", out / "results"

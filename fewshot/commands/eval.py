@@ -6,12 +6,7 @@ import os
 from pathlib import Path
 
 from fewshot.commands.common import add_device
-from fewshot.device import resolve_device
-from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
-from fewshot.evaluate.run import evaluate_pixels, evaluate_run
-from fewshot.results.records import check_results_folder, write_record
-from fewshot.train import distributed
 
 
 def add_parser(sub) -> None:
@@ -33,6 +28,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.device import resolve_device
+    from fewshot.episodes.files import load_episode_file
+    from fewshot.evaluate.run import evaluate_pixels, evaluate_run
+    from fewshot.results.records import check_results_folder, write_record
+    from fewshot.train import distributed
     """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = distributed.local_device(resolve_device(args.device))
@@ -42,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.device import resolve_device
+    from fewshot.episodes.files import load_episode_file
+    from fewshot.evaluate.run import evaluate_pixels, evaluate_run
+    from fewshot.results.records import check_results_folder, write_record
+    from fewshot.train import distributed
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
     files = [load_episode_file(f) for f in args.episodes]

@@ -4,9 +4,6 @@ from __future__ import annotations
 import argparse
 
 from fewshot.config import list_configs
-from fewshot.data.registry import list_formats
-from fewshot.learners import list_learners
-from fewshot.models import list_backbones
 
 
 def add_parser(sub) -> None:
@@ -15,6 +12,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.data.registry import list_formats
+    from fewshot.learners import list_learners
+    from fewshot.models import list_backbones
     print("method configs:", ", ".join(list_configs()))
     print("learners:      ", ", ".join(list_learners()))
     print("backbones:     ", ", ".join(list_backbones()))

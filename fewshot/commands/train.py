@@ -6,7 +6,6 @@ import os
 
 from fewshot.commands.common import add_device
 from fewshot.config import list_configs, load_config
-from fewshot.train.loop import train
 
 
 def add_parser(sub) -> None:
@@ -26,6 +25,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
+    from fewshot.train.loop import train
     config = load_config(args.config, args.overrides)
     if args.precision:
         config["train"]["precision"] = args.precision

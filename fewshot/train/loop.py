@@ -267,7 +267,7 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
     # so it is caught there, before any checkpoint holds weights trained on it. On CPU reading is free, so
     # every step is checked and the error names the exact step.
     running_loss, running_acc, seen = torch.zeros((), dtype=torch.float64, device=device), None, 0
-    check_every_step = device.type == "cpu"
+    check_every_step = _reads_loss_every_step(device)
     first_unchecked, last_saved = step + 1, step
 
     def check_finite(value: torch.Tensor) -> float:
@@ -336,6 +336,11 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
     if writer:
         write_json_atomic(out / "run.json", summary)
     return summary
+
+
+def _reads_loss_every_step(device: torch.device) -> bool:
+    """Whether the loop reads each step's loss (free on CPU; a host sync on a GPU, so there it waits for logs)."""
+    return device.type == "cpu"
 
 
 def _summary(config: dict, store: Store, split: StoreSplit, status: str, step: int, best: dict,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every method config on the synthetic set: seed 0, 1,000 training steps each (train.steps override),
 # evaluated on 1,000 fixed 5-way 1-shot and 5-shot test episodes, with the raw-pixel floor.
-# Two halves run side by side, one torch thread each.
+# Two halves run side by side, one torch thread each. With arguments, only those methods (e.g. after their
+# configs changed: remove their old records first), split between the two halves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
@@ -20,6 +21,18 @@ half() {
 }
 mkdir -p results/synthetic/methods
 export OMP_NUM_THREADS=1
+if [ $# -gt 0 ]; then
+  methods=("$@")
+  first=(); second=()
+  for i in "${!methods[@]}"; do
+    if (( i % 2 == 0 )); then first+=("${methods[$i]}"); else second+=("${methods[$i]}"); fi
+  done
+  half "${first[@]}" > work-runs/methods-a.log 2>&1 &
+  [ ${#second[@]} -gt 0 ] && half "${second[@]}" > work-runs/methods-b.log 2>&1 &
+  wait
+  $FEWSHOT table results/synthetic/methods/records --format md > results/synthetic/methods/table.md
+  exit 0
+fi
 half protonet siamese-triplet center ce > work-runs/methods-a.log 2>&1 &
 half siamese-triplet-cir center-cir ce-ls ce-cir > work-runs/methods-b.log 2>&1 &
 wait

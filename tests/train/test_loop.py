@@ -113,6 +113,30 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_st
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
 
 
+def test_nan_loss_is_caught_before_the_next_checkpoint_when_steps_are_not_read(tiny_store, tiny_train_overrides,
+                                                                              tmp_path, monkeypatch):
+    """The GPU path (losses read only at log rows and checkpoints), run on CPU: the NaN of step 3 is caught at
+    the checkpoint of step 4, which is not written, and the error names the unread range."""
+    import fewshot.train.loop as loop
+
+    original_loss = PrototypicalLearner.loss
+    calls = {"n": 0}
+
+    def loss_turning_nan(self, batch):
+        loss, metrics = original_loss(self, batch)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), metrics
+
+    monkeypatch.setattr(PrototypicalLearner, "loss", loss_turning_nan)
+    monkeypatch.setattr(loop, "_reads_loss_every_step", lambda device: False)
+    overrides = dict(tiny_train_overrides, **{"train.checkpoint_every": 2, "train.log_every": 50, "train.val_every": 0})
+    with pytest.raises(FewshotError) as error:
+        train(load_config("protonet", overrides), tiny_store, tmp_path / "run", progress=False)
+    message = str(error.value)
+    assert "loss became nan between steps 3 and 4" in message and "(step 2)" in message, message
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
 def test_huge_learning_rate_is_stopped_by_the_nan_check(tiny_store, tiny_train_overrides, tmp_path):
     overrides = dict(tiny_train_overrides, **{"optim.lr": 1e30, "train.steps": 20, "train.checkpoint_every": 1,
                                               "train.val_every": 0})
