@@ -92,17 +92,22 @@ def test_resume_after_an_interruption_continues_to_the_end(tiny_store, tiny_trai
         assert torch.equal(resumed[name], tensor), name
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_store, tiny_train_overrides,
-                                                                         tmp_path, monkeypatch):
+def _loss_turns_nan_at_call(call: int, monkeypatch) -> None:
+    """Make ProtoNet's loss NaN on its `call`-th call (1-based), finite otherwise."""
     original_loss = PrototypicalLearner.loss
     calls = {"n": 0}
 
     def loss_turning_nan(self, batch):
         loss, metrics = original_loss(self, batch)
         calls["n"] += 1
-        return (loss * float("nan") if calls["n"] == 3 else loss), metrics
+        return (loss * float("nan") if calls["n"] == call else loss), metrics
 
     monkeypatch.setattr(PrototypicalLearner, "loss", loss_turning_nan)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_store, tiny_train_overrides,
+                                                                         tmp_path, monkeypatch):
+    _loss_turns_nan_at_call(3, monkeypatch)
     config = load_config("protonet", tiny_train_overrides)
     with pytest.raises(FewshotError) as error:
         train(config, tiny_store, tmp_path / "run", progress=False)
@@ -119,15 +124,7 @@ def test_nan_loss_is_caught_before_the_next_checkpoint_when_steps_are_not_read(t
     the checkpoint of step 4, which is not written, and the error names the unread range."""
     import fewshot.train.loop as loop
 
-    original_loss = PrototypicalLearner.loss
-    calls = {"n": 0}
-
-    def loss_turning_nan(self, batch):
-        loss, metrics = original_loss(self, batch)
-        calls["n"] += 1
-        return (loss * float("nan") if calls["n"] == 3 else loss), metrics
-
-    monkeypatch.setattr(PrototypicalLearner, "loss", loss_turning_nan)
+    _loss_turns_nan_at_call(3, monkeypatch)
     monkeypatch.setattr(loop, "_reads_loss_every_step", lambda device: False)
     overrides = dict(tiny_train_overrides, **{"train.checkpoint_every": 2, "train.log_every": 50, "train.val_every": 0})
     with pytest.raises(FewshotError) as error:
