@@ -28,13 +28,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.device import resolve_device
-    from fewshot.episodes.files import load_episode_file
-    from fewshot.evaluate.run import evaluate_pixels, evaluate_run
-    from fewshot.results.records import check_results_folder, write_record
     from fewshot.train import distributed
-    """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = distributed.local_device(resolve_device(args.device))
         with distributed.process_group(device):
@@ -44,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
-    from fewshot.device import resolve_device
     from fewshot.episodes.files import load_episode_file
     from fewshot.evaluate.run import evaluate_pixels, evaluate_run
     from fewshot.results.records import check_results_folder, write_record
