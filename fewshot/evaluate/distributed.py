@@ -37,9 +37,11 @@ def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray
     if world == 1:
         return embed_rows_one(embed, images, rows, device, batch_size, precision, channels_last)
     starts = list(range(0, len(rows), batch_size))
-    mine = [embed_rows_one(embed, images, rows[s:s + batch_size], device, batch_size, precision, channels_last)
-            for s in starts[rank()::world]]
-    local = torch.cat(mine) if mine else torch.empty(0, 0)
+    mine = starts[rank()::world]
+    # One call over this rank's blocks: the same batches (every block but the global last is full), and one
+    # reader, so a large split's mapped pages are handed back as the rank reads (fewshot.data.store.MappedReader).
+    local = (embed_rows_one(embed, images, np.concatenate([rows[s:s + batch_size] for s in mine]), device,
+                            batch_size, precision, channels_last) if mine else torch.empty(0, 0))
     block_sizes = [min(batch_size, len(rows) - s) for s in starts]
     return _interleave(all_gather_rows(local), block_sizes)
 
