@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
         "val_shots": 1,
         "val_queries": 15,
         "checkpoint_every": 500,
+        # Keep the weights of every N-th step as checkpoints/step-N.pt (0: none). A run of S steps read at
+        # step k is the run of k steps (the schedule counts steps), so one long run serves several lengths.
+        "keep_every": 0,
         "log_every": 50,
         "device": "auto",
         "precision": "fp32",
@@ -147,6 +150,8 @@ def _set(config: dict, key: str, value: Any, where: str) -> None:
     node[leaf] = _coerce(key, value, where)
     if key in POSITIVE_KEYS and node[leaf] < 1:
         raise FewshotError(f"{where}: {key} must be a positive integer, got {node[leaf]}")
+    if key == "train.keep_every" and node[leaf] < 0:
+        raise FewshotError(f"{where}: train.keep_every must be 0 (keep no step) or a step interval, got {node[leaf]}")
 
 
 def list_configs() -> list[str]:
@@ -207,5 +212,8 @@ def config_digest(config: dict) -> str:
     """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse)."""
     import hashlib
 
+    # train.keep_every only keeps copies of weights: it changes no step, and configs older than it lack it.
+    if isinstance(config.get("train"), dict) and "keep_every" in config["train"]:
+        config = {**config, "train": {k: v for k, v in config["train"].items() if k != "keep_every"}}
     text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

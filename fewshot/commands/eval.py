@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="prepared store (default: the one the run was trained on)")
     p.add_argument("--episodes", nargs="+", required=True, help="episode file(s)")
     p.add_argument("--out", help="result .json (one episode file) or a results folder (default: print only)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--checkpoint", default="best",
+                   help="best (the best validation step; the last one without validation), last, or step-N: "
+                        "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
     add_device(p)
     p.set_defaults(func=run)

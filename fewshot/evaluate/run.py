@@ -20,8 +20,10 @@ from fewshot.results.records import make_record
 def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, episode_files: list[EpisodeFile],
                    method: str, device: torch.device, distance: str = "euclidean", config: dict | None = None,
                    run: str | None = None, precision: str = "fp32", channels_last: bool = False,
-                   batch_episodes: int = 250) -> list[dict]:
-    """One record per episode file. Rows used by all files of a split are embedded once, together."""
+                   batch_episodes: int = 250, extra: dict | None = None) -> list[dict]:
+    """One record per episode file. Rows used by all files of a split are embedded once, together.
+
+    `extra` is added to every record's provenance (evaluate_run names the checkpoint there)."""
     tune_allocator()
     by_split: dict[str, list[EpisodeFile]] = {}
     for f in episode_files:
@@ -45,7 +47,7 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, 
                                          distance, batch_episodes)
             seconds = embed_seconds / len(files) + time.perf_counter() - t0
             records.append(make_record(method, acc, f.meta, split.checksum, config, run, seconds,
-                                       extra={"distance": distance}))
+                                       extra={"distance": distance, **(extra or {})}))
     return records
 
 

@@ -325,6 +325,9 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
                 check_finite(running_loss)
                 checkpoint()
                 last_saved = step
+            if t["keep_every"] > 0 and step % t["keep_every"] == 0 and writer:
+                check_finite(running_loss)
+                save_checkpoint(out / "checkpoints" / f"step-{step}.pt", {"model": learner.state_dict(), "step": step})
     finally:
         bar.close()
         log_file.close()
@@ -373,15 +376,30 @@ def _truncate_log(path: Path, step: int) -> None:
         writer.writerows(rows)
 
 
+def checkpoint_name(which: str) -> str:
+    """'best', 'last' or 'step-N' (N >= 1, a step kept with train.keep_every), checked; the file's stem."""
+    if which in ("best", "last") or (which.startswith("step-") and which[5:].isdigit() and int(which[5:]) > 0):
+        return which if which in ("best", "last") else f"step-{int(which[5:])}"
+    raise FewshotError(f"checkpoint {which!r} is not best, last or step-N (a step kept with train.keep_every)")
+
+
 def load_run(run: str | Path, which: str = "best", device: torch.device | None = None):
-    """Rebuild a trained learner from a run folder: (learner in eval mode, config)."""
+    """Rebuild a trained learner from a run folder: (learner in eval mode, config, run summary).
+
+    `which` is best (the best validation step, or the last step of a run without validation), last, or
+    step-N, the weights of step N kept by train.keep_every.
+    """
     run = Path(run)
     config_file = run / "config.json"
     if not config_file.exists():
         raise FewshotError(f"{run} is not a run folder (no config.json); train one with `fewshot train`")
     config = json.loads(config_file.read_text())
     summary = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    ckpt_path = run / "checkpoints" / f"{which}.pt"
+    ckpt_path = run / "checkpoints" / f"{checkpoint_name(which)}.pt"
+    if which.startswith("step-") and not ckpt_path.is_file():
+        kept = sorted(int(p.stem[5:]) for p in (run / "checkpoints").glob("step-*.pt") if p.stem[5:].isdigit())
+        raise FewshotError(f"{run} kept no weights of {which} (kept steps: {', '.join(map(str, kept)) or 'none'}; "
+                           "train with train.keep_every=N to keep every N-th step)")
     state = load_checkpoint(ckpt_path)
     if not (run / "input.json").exists():
         raise FewshotError(f"{run} has no input.json describing its input shape; train again")
@@ -392,4 +410,4 @@ def load_run(run: str | Path, which: str = "best", device: torch.device | None =
     learner.eval()
     if device is not None:
         learner.to(device)
-    return learner, config, summary
+    return learner, config, {**summary, "checkpoint_step": state.get("step")}

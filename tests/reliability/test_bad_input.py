@@ -253,6 +253,22 @@ def test_zero_or_negative_counts_in_the_config(key, value, tiny_store, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+def test_negative_keep_every_in_the_config(tiny_store, tmp_path, capsys):
+    assert error_of(["train", "--data", tiny_store, "--out", tmp_path / "run", *TINY_ARGS, "train.keep_every=-500"],
+                    capsys) == ("fewshot: error: override: train.keep_every must be 0 (keep no step) or a step "
+                                "interval, got -500")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_checkpoint_that_is_not_a_step_names_the_choices(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    episodes = Path(__file__).parents[2] / "episodes" / "omniglot-vinyals-test-5w1s-15q-1000.npz"
+    assert error_of(["eval", "--run", run, "--checkpoint", "step-five", "--episodes", episodes], capsys) == (
+        "fewshot: error: checkpoint 'step-five' is not best, last or step-N (a step kept with train.keep_every)")
+
+
 # --- configs --------------------------------------------------------------------------------------------
 
 

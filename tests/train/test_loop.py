@@ -159,3 +159,32 @@ def test_load_run_rebuilds_the_trained_model(tiny_store, tiny_train_overrides, t
     assert embedding.shape == (5, 64)  # Conv-4 on 28x28: 64 channels x 1 x 1
     with pytest.raises(FewshotError, match="not a run folder"):
         load_run(tmp_path / "nothing")
+
+
+def test_a_kept_step_is_the_run_of_that_many_steps(tiny_store, tiny_train_overrides, tmp_path, one_torch_thread):
+    # What reproduce.sh relies on: one long train+val run, read at the step chosen on val, is the retrain.
+    overrides = {**tiny_train_overrides, "train.val_every": 0}
+    long = load_config("protonet", {**overrides, "train.steps": 6, "train.keep_every": 2})
+    short = load_config("protonet", {**overrides, "train.steps": 4})
+    train(long, tiny_store, tmp_path / "long", progress=False)
+    train(short, tiny_store, tmp_path / "short", progress=False)
+    kept = sorted(p.name for p in (tmp_path / "long" / "checkpoints").glob("step-*.pt"))
+    assert kept == ["step-2.pt", "step-4.pt", "step-6.pt"]
+    learner, _, summary = load_run(tmp_path / "long", "step-4")
+    assert summary["checkpoint_step"] == 4
+    reference = load_checkpoint(tmp_path / "short" / "checkpoints" / "best.pt")["model"]
+    for name, tensor in learner.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
+    # The final kept step is the run's own last weights.
+    last = load_checkpoint(tmp_path / "long" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(t, last[n]) for n, t in load_run(tmp_path / "long", "step-6")[0].state_dict().items())
+
+
+def test_a_step_that_was_not_kept_is_refused_with_the_kept_ones(tiny_store, tiny_train_overrides, tmp_path):
+    config = load_config("protonet", {**tiny_train_overrides, "train.steps": 4, "train.keep_every": 2})
+    train(config, tiny_store, tmp_path / "run", progress=False)
+    with pytest.raises(FewshotError, match=r"kept no weights of step-3 \(kept steps: 2, 4;"):
+        load_run(tmp_path / "run", "step-3")
+    for bad in ("step-0", "step-x", "first", "step--2"):
+        with pytest.raises(FewshotError, match="is not best, last or step-N"):
+            load_run(tmp_path / "run", bad)
