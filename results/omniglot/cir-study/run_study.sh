@@ -4,15 +4,15 @@
 #   2. each method x 3 seeds, identical training budget, evaluated on the committed Omniglot test episodes,
 #      paired differences (CIR - no CIR) on identical episodes;
 #   3. the CIR strength ablation (p x alpha) on siamese-triplet-cir, seed 0.
-# Usage: WORK=work-runs/omniglot bash results/omniglot-cir/run_study.sh
+# Usage: WORK=work-runs/omniglot bash results/omniglot/cir-study/run_study.sh
 #   (WORK holds the store that results/omniglot/reproduce.sh prepares). Finished runs are skipped.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 WORK=${WORK:-work-runs/omniglot}
 RUNS=${RUNS:-work-runs/omniglot-cir-v2}
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
 PYTHON=${PYTHON:-.venv/bin/python}
-OUT=results/omniglot-cir
+OUT=results/omniglot/cir-study
 EPISODES=(episodes/omniglot-vinyals-test-{5w1s,5w5s,20w1s,20w5s}-15q-1000.npz)
 COMMON=(train.steps=1000 batch.classes=32 batch.per_class=4 optim.step_size=400 train.val_every=250
         train.val_episodes=300 train.val_shots=1)
