@@ -58,12 +58,16 @@ class Learner(nn.Module):
         """The head's output before its L2 normalisation (what CIR perturbs)."""
         return self.head.net(self.backbone(images))
 
+    def normalized(self, features: torch.Tensor) -> torch.Tensor:
+        """Features as the head outputs them: L2-normalised when the head normalises, else unchanged."""
+        return F.normalize(features, dim=-1) if self.head.normalize else features
+
     def finish(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training embeddings: CIR moves features (when the learner has one), then the head normalises."""
         cir = getattr(self, "cir", None)
         if cir is not None:
             features = cir(features, labels)
-        return F.normalize(features, dim=-1) if self.head.normalize else features
+        return self.normalized(features)
 
     def state_for_checkpoint(self) -> dict:
         """Extra state beyond parameters and buffers (none by default; buffers already hold banks)."""

@@ -6,7 +6,6 @@ embedding: `embed` (and so evaluation, by nearest prototype) uses the backbone a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fewshot.learners.base import Batch, Learner
@@ -27,7 +26,7 @@ class ClassifierLearner(Learner):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
-        clean = F.normalize(features, dim=-1) if self.head.normalize else features
+        clean = self.normalized(features)
         loss = self.cross_entropy(self.classifier(self.finish(features, batch.labels)), batch.labels)
         with torch.no_grad():
             accuracy = (self.classifier(clean).argmax(1) == batch.labels).float().mean()

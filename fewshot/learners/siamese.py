@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fewshot.learners.base import Batch, Learner
 from fewshot.learners.registry import register_learner
@@ -21,7 +20,7 @@ class SiameseLearner(Learner):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
-        clean = F.normalize(features, dim=-1) if self.head.normalize else features
+        clean = self.normalized(features)
         loss = self.triplet(self.finish(features, batch.labels), batch.labels)
         return loss, {"train_acc": leave_one_out_accuracy(clean.detach(), batch.labels)}
 
