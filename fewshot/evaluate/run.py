@@ -23,7 +23,7 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, 
                    batch_episodes: int = 250, extra: dict | None = None) -> list[dict]:
     """One record per episode file. Rows used by all files of a split are embedded once, together.
 
-    `extra` is added to every record's provenance (evaluate_run names the checkpoint there)."""
+    `extra` is added to every record (evaluate_run names the checkpoint and its step)."""
     tune_allocator()
     by_split: dict[str, list[EpisodeFile]] = {}
     for f in episode_files:
@@ -66,7 +66,8 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
         learner = learner.to(memory_format=torch.channels_last)
     return evaluate_files(learner.embed, Store(data), episode_files, method or config["name"], device,
                           config["eval"]["distance"], config, str(run), precision or t["precision"],
-                          t["channels_last"], config["eval"]["batch_episodes"])
+                          t["channels_last"], config["eval"]["batch_episodes"],
+                          extra={"checkpoint": checkpoint, "checkpoint_step": summary.get("checkpoint_step")})
 
 
 def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",

@@ -11,7 +11,9 @@ import torch
 import fewshot.train.loop as loop
 from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
+from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
+from fewshot.evaluate.run import evaluate_run
 from fewshot.learners.prototypical import PrototypicalLearner
 from fewshot.train.checkpoint import load_checkpoint
 from fewshot.train.loop import load_run, train
@@ -178,6 +180,10 @@ def test_a_kept_step_is_the_run_of_that_many_steps(tiny_store, tiny_train_overri
     # The final kept step is the run's own last weights.
     last = load_checkpoint(tmp_path / "long" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(t, last[n]) for n, t in load_run(tmp_path / "long", "step-6")[0].state_dict().items())
+    # Records name the checkpoint they were measured on.
+    episodes = make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 4, seed=0)
+    record, = evaluate_run(tmp_path / "long", [episodes], tiny_store, "cpu", checkpoint="step-4")
+    assert (record["checkpoint"], record["checkpoint_step"]) == ("step-4", 4)
 
 
 def test_a_step_that_was_not_kept_is_refused_with_the_kept_ones(tiny_store, tiny_train_overrides, tmp_path):
