@@ -321,12 +321,14 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
             if row is not None:
                 log.writerow(row)
                 log_file.flush()
-            if step % t["checkpoint_every"] == 0 or step == t["steps"]:
+            save_last = step % t["checkpoint_every"] == 0 or step == t["steps"]
+            keep = t["keep_every"] > 0 and step % t["keep_every"] == 0
+            if save_last or keep:  # no weights are written that were trained on a non-finite loss
                 check_finite(running_loss)
+            if save_last:
                 checkpoint()
                 last_saved = step
-            if t["keep_every"] > 0 and step % t["keep_every"] == 0 and writer:
-                check_finite(running_loss)
+            if keep and writer:
                 save_checkpoint(out / "checkpoints" / f"step-{step}.pt", {"model": learner.state_dict(), "step": step})
     finally:
         bar.close()
@@ -378,8 +380,11 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def checkpoint_name(which: str) -> str:
     """'best', 'last' or 'step-N' (N >= 1, a step kept with train.keep_every), checked; the file's stem."""
-    if which in ("best", "last") or (which.startswith("step-") and which[5:].isdigit() and int(which[5:]) > 0):
-        return which if which in ("best", "last") else f"step-{int(which[5:])}"
+    if which in ("best", "last"):
+        return which
+    number = which.removeprefix("step-")
+    if number != which and number.isdigit() and int(number) > 0:
+        return f"step-{int(number)}"
     raise FewshotError(f"checkpoint {which!r} is not best, last or step-N (a step kept with train.keep_every)")
 
 
@@ -395,8 +400,9 @@ def load_run(run: str | Path, which: str = "best", device: torch.device | None =
         raise FewshotError(f"{run} is not a run folder (no config.json); train one with `fewshot train`")
     config = json.loads(config_file.read_text())
     summary = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    ckpt_path = run / "checkpoints" / f"{checkpoint_name(which)}.pt"
-    if which.startswith("step-") and not ckpt_path.is_file():
+    name = checkpoint_name(which)
+    ckpt_path = run / "checkpoints" / f"{name}.pt"
+    if name.startswith("step-") and not ckpt_path.is_file():
         kept = sorted(int(p.stem[5:]) for p in (run / "checkpoints").glob("step-*.pt") if p.stem[5:].isdigit())
         raise FewshotError(f"{run} kept no weights of {which} (kept steps: {', '.join(map(str, kept)) or 'none'}; "
                            "train with train.keep_every=N to keep every N-th step)")
