@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce results/omniglot from the original Omniglot archives (images_background.zip, images_evaluation.zip).
 # Usage: bash results/omniglot/reproduce.sh [SRC]   (SRC defaults to ../shared/data/omniglot)
-# WORK (default work-runs/omniglot) holds the prepared store and the run folders; OUT the records.
+# WORK (default work-runs/omniglot) holds the prepared store and the run folders; RESULTS (default
+# results/omniglot) gets table.md, learning_curve.png and a wall_time.txt line; OUT (default $RESULTS/records)
+# the records. SEED (default 0, the config's) seeds both runs: a replicate is e.g.
+#   SEED=1 WORK=work-runs/omniglot-seed1 RESULTS=results/omniglot/seed-1 bash results/omniglot/reproduce.sh
 #
 # Protocol (Snell et al. 2017, as far as 2 CPU cores allow; deviations in README.md):
 #   1. train on the train characters with 60-way 1-shot 5-query episodes, choosing the model on the val
@@ -17,7 +20,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=${1:-../shared/data/omniglot}
 WORK=${WORK:-work-runs/omniglot}
-OUT=${OUT:-results/omniglot/records}
+RESULTS=${RESULTS:-results/omniglot}
+OUT=${OUT:-$RESULTS/records}
+SEED=${SEED:-0}
+[[ $SEED =~ ^[0-9]+$ ]] || { echo "reproduce.sh: SEED=$SEED must be a non-negative integer" >&2; exit 2; }
 STEPS=${STEPS:-12000}
 JOBS=${JOBS:-2}
 KEEP=500  # = train.val_every of the config: every step that validation can choose is kept
@@ -32,7 +38,7 @@ train() {  # train RUN_NAME STEPS [overrides...]: skip a finished run, resume a 
   local resume=""; [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
   grep -qs '"finished"' "$run/run.json" || \
     $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device cpu $resume \
-      episodes.shots=1 train.val_shots=1 train.steps="$steps" "$@"
+      seed="$SEED" episodes.shots=1 train.val_shots=1 train.steps="$steps" "$@"
 }
 
 start=$(date +%s)
@@ -59,14 +65,14 @@ else
   trainval_run=$WORK/protonet-1shot-trainval trainval_checkpoint=last
 fi
 train_end=$(date +%s)
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$RESULTS"
 $FEWSHOT eval --run "$WORK/protonet-1shot" --checkpoint best --method protonet-train-valselected --device cpu \
   --episodes "${EPISODES[@]}" --out "$OUT"
 $FEWSHOT eval --run "$trainval_run" --checkpoint "$trainval_checkpoint" --method protonet-trainval --device cpu \
   --episodes "${EPISODES[@]}" --out "$OUT"
 $FEWSHOT eval --backbone pixels --data "$WORK/store" --device cpu --episodes "${EPISODES[@]}" --out "$OUT"
-$FEWSHOT table "$OUT" --format md > results/omniglot/table.md
-$FEWSHOT curve "$WORK/protonet-1shot" "$trainval_run" --out results/omniglot/learning_curve.png \
+$FEWSHOT table "$OUT" --format md > "$RESULTS/table.md"
+$FEWSHOT curve "$WORK/protonet-1shot" "$trainval_run" --out "$RESULTS/learning_curve.png" \
   --labels "train, val-selected" "train+val (no val)" --title "ProtoNet, Omniglot, 60-way 1-shot episodes"
 end=$(date +%s)
-echo "$(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) STEPS=$STEPS JOBS=$JOBS best_step=$best_step: prepare+training $((train_end - start)) s, total $((end - start)) s (this invocation)" | tee -a results/omniglot/wall_time.txt
+echo "$(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) STEPS=$STEPS JOBS=$JOBS SEED=$SEED best_step=$best_step: prepare+training $((train_end - start)) s, total $((end - start)) s (this invocation)" | tee -a "$RESULTS/wall_time.txt"
