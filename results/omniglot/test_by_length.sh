@@ -9,7 +9,7 @@ WORK=${WORK:-work-runs/omniglot}
 FEWSHOT=${FEWSHOT:-.venv/bin/fewshot}
 OUT=${OUT:-results/omniglot/by-length}
 RUN=$WORK/protonet-1shot-trainval-kept
-STEPS=("$@"); [ ${#STEPS[@]} -gt 0 ] || STEPS=(4000 6000 8000 10000 12000)
+STEPS=("$@"); [ ${#STEPS[@]} -gt 0 ] || STEPS=(2000 4000 6000 8000 10000 12000)  # the README adds the step val chose
 EPISODES=(episodes/omniglot-vinyals-test-{5w1s,5w5s,20w1s,20w5s}-15q-1000.npz)
 mkdir -p "$OUT/records"
 for step in "${STEPS[@]}"; do
