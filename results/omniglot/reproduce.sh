@@ -5,6 +5,8 @@
 # results/omniglot) gets table.md, learning_curve.png and a wall_time.txt line; OUT (default $RESULTS/records)
 # the records. SEED (default 0, the config's) seeds both runs: a replicate is e.g.
 #   SEED=1 WORK=work-runs/omniglot-seed1 RESULTS=results/omniglot/seed-1 bash results/omniglot/reproduce.sh
+# DEVICE (default cpu, as every committed run) is passed to fewshot train and eval: cuda, cuda:N or auto on a GPU
+# machine (not yet run there: the committed numbers and wall times are CPU ones).
 #
 # Protocol (Snell et al. 2017, as far as 2 CPU cores allow; deviations in README.md):
 #   1. train on the train characters with 60-way 1-shot 5-query episodes, choosing the model on the val
@@ -23,6 +25,7 @@ WORK=${WORK:-work-runs/omniglot}
 RESULTS=${RESULTS:-results/omniglot}
 OUT=${OUT:-$RESULTS/records}
 SEED=${SEED:-0}
+DEVICE=${DEVICE:-cpu}
 [[ $SEED =~ ^[0-9]+$ ]] || { echo "reproduce.sh: SEED=$SEED must be a non-negative integer" >&2; exit 2; }
 STEPS=${STEPS:-12000}
 JOBS=${JOBS:-2}
@@ -37,7 +40,7 @@ train() {  # train RUN_NAME STEPS [overrides...]: skip a finished run, resume a 
   local run="$WORK/$1" steps="$2"; shift 2
   local resume=""; [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
   grep -qs '"finished"' "$run/run.json" || \
-    $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device cpu $resume \
+    $FEWSHOT train --config protonet-omniglot --data "$WORK/store" --out "$run" --no-progress --device "$DEVICE" $resume \
       seed="$SEED" episodes.shots=1 train.val_shots=1 train.steps="$steps" "$@"
 }
 
@@ -66,11 +69,11 @@ else
 fi
 train_end=$(date +%s)
 mkdir -p "$OUT" "$RESULTS"
-$FEWSHOT eval --run "$WORK/protonet-1shot" --checkpoint best --method protonet-train-valselected --device cpu \
+$FEWSHOT eval --run "$WORK/protonet-1shot" --checkpoint best --method protonet-train-valselected --device "$DEVICE" \
   --episodes "${EPISODES[@]}" --out "$OUT"
-$FEWSHOT eval --run "$trainval_run" --checkpoint "$trainval_checkpoint" --method protonet-trainval --device cpu \
+$FEWSHOT eval --run "$trainval_run" --checkpoint "$trainval_checkpoint" --method protonet-trainval --device "$DEVICE" \
   --episodes "${EPISODES[@]}" --out "$OUT"
-$FEWSHOT eval --backbone pixels --data "$WORK/store" --device cpu --episodes "${EPISODES[@]}" --out "$OUT"
+$FEWSHOT eval --backbone pixels --data "$WORK/store" --device "$DEVICE" --episodes "${EPISODES[@]}" --out "$OUT"
 $FEWSHOT table "$OUT" --format md > "$RESULTS/table.md"
 $FEWSHOT curve "$WORK/protonet-1shot" "$trainval_run" --out "$RESULTS/learning_curve.png" \
   --labels "train, val-selected" "train+val (no val)" --title "ProtoNet, Omniglot, 60-way 1-shot episodes"
