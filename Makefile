@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/fewshot demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -94,13 +94,10 @@ def child(store: str, episodes: int) -> None:
     import torch
 
     from fewshot.config import load_config
-    from fewshot.train.loop import BatchSource
-
-    class _Learner:
-        batch_kind = "episode"
+    from fewshot.episodes.source import BatchSource
 
     config = load_config("protonet", ["episodes.ways=5", "episodes.shots=5", "episodes.queries=15"])
-    source = BatchSource(_Learner(), split, config, 0)
+    source = BatchSource("episode", split, config, 0)
     after_imports = rss_mb()
     import os
 

@@ -258,17 +258,13 @@ def l2l_tasksets(l2l, split, ways: int, shots: int, queries: int) -> dict:
 # fewshot's side.
 
 
-class _EpisodeLearner:
-    batch_kind = "episode"
-
-
 def batch_source(split, ways: int, shots: int, queries: int, seed: int = 0):
     from fewshot.config import load_config
-    from fewshot.train.loop import BatchSource
+    from fewshot.episodes.source import BatchSource
 
     config = load_config("protonet", [f"episodes.ways={ways}", f"episodes.shots={shots}",
                                       f"episodes.queries={queries}"])
-    return BatchSource(_EpisodeLearner(), split, config, seed)
+    return BatchSource("episode", split, config, seed)
 
 
 def measure_setting(l2l, split, ways: int, shots: int, queries: int, rounds: int, min_seconds: float) -> dict:

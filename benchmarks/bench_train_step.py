@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_train_step.py [--quick] [--compile] [--json FILE]
 
 The real step is the body of fewshot.train.loop's loop, built from its own pieces: BatchSource.next (sample,
-gather, convert), zero_grad, distributed.backward_step (learner.loss under autocast, backward; a plain call
+gather, convert), zero_grad, ddp.backward_step (learner.loss under autocast, backward; a plain call
 in one process), the finite-loss check, optimizer and scheduler steps and the running sums that feed the
 log. The bare step is backbone(x) -> mean -> backward -> Adam step on a batch converted beforehand, same
 shape, same memory format. Settings: Conv-4 ProtoNet at 28x28x1 (Omniglot's shape, 60-way 5-shot 5-query,
@@ -50,8 +50,9 @@ class Setting:
         from fewshot.config import load_config
         from fewshot.data.store import Store
         from fewshot.learners import create_learner
-        from fewshot.train import distributed
-        from fewshot.train.loop import BatchSource, build_optimizer
+        from fewshot.episodes.source import BatchSource
+        from fewshot.train import ddp
+        from fewshot.train.loop import build_optimizer
 
         self.device = torch.device("cpu")
         config = load_config(method, [*overrides, f"train.channels_last={str(channels_last).lower()}",
@@ -65,9 +66,9 @@ class Setting:
         if t["channels_last"]:
             self.learner = self.learner.to(memory_format=torch.channels_last)
         self.optimizer, self.scheduler = build_optimizer(self.learner, config)
-        self.source = BatchSource(self.learner, self.split, config, config["seed"])
+        self.source = BatchSource(self.learner.batch_kind, self.split, config, config["seed"])
         forward = torch.compile(self.learner.loss) if t["compile"] else self.learner.loss
-        self.forward = distributed.wrap_for_training(self.learner, forward, self.device, t["sync_batchnorm"])
+        self.forward = ddp.wrap_for_training(self.learner, forward, self.device, t["sync_batchnorm"])
         self.learner.train()
         self.running = [0.0, 0.0, 0]
         # The bare baseline: its own copy of the backbone, a batch of the same shape converted once.
@@ -81,13 +82,13 @@ class Setting:
     def real_step(self, batches=None) -> None:
         """One iteration of fewshot.train.loop's loop (less the progress bar and the periodic log/checkpoint)."""
         from fewshot.device import autocast
-        from fewshot.train import distributed
+        from fewshot.train import ddp
 
         t = self.config["train"]
         if batches is None:
             batches = [self.source.next(self.device, t["channels_last"]) for _ in range(self.source.batches_per_step)]
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = distributed.backward_step(self.forward, batches, lambda: autocast(self.device, t["precision"]))
+        loss, metrics = ddp.backward_step(self.forward, batches, lambda: autocast(self.device, t["precision"]))
         if not math.isfinite(loss):
             raise RuntimeError(f"loss became {loss}")
         if t["max_grad_norm"] > 0:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.device import resolve_device
-    from fewshot.train import distributed
+    from fewshot import distributed
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = distributed.local_device(resolve_device(args.device))
         with distributed.process_group(device):
@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     from fewshot.episodes.files import load_episode_file
     from fewshot.evaluate.run import evaluate_pixels, evaluate_run
     from fewshot.results.records import check_results_folder, write_record
-    from fewshot.train import distributed
+    from fewshot import distributed
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
     files = [load_episode_file(f) for f in args.episodes]

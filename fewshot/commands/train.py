@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision:
         config["train"]["precision"] = args.precision
     if args.nproc > 1:
-        from fewshot.train.distributed import launch
+        from fewshot.launch import launch
 
         return launch(args)
     summary = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,

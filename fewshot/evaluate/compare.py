@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot.errors import FewshotError
-from fewshot.evaluate.stats import PairedDifference, mean_ci95, paired_difference
+from fewshot.stats import PairedDifference, mean_ci95, paired_difference
 
 
 def _name(record: dict) -> str:

@@ -4,7 +4,8 @@ The work is cut exactly where one process cuts it: the embedding batches of `emb
 batches r::world) and the episode blocks of `score_episodes` (rank r scores blocks r::world). Each piece is
 computed with the same inputs and shapes as in one process, and the pieces are gathered back in order, so
 the per-episode accuracies, and the result record built from them, equal a single-process evaluation.
-Outside a process group both functions are the single-process ones.
+Outside a process group these are the single-process computations. `evaluate_episodes` (validation during
+training) embeds the rows a set of episodes uses once and scores them, through both.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fewshot.data.store import StoreSplit
+from fewshot.distributed import all_gather_rows, rank, world_size
+from fewshot.episodes.sampler import EpisodeBatch
 from fewshot.evaluate.embed import embed_rows as embed_rows_one
-from fewshot.train.distributed import all_gather_rows, rank, world_size
+from fewshot.evaluate.episodes import score_episodes as score_one
 
 
 def _interleave(parts: list[torch.Tensor], block_sizes: list[int]) -> torch.Tensor:
@@ -49,8 +53,6 @@ def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray
 def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_rows: np.ndarray,
                    distance: str = "euclidean", batch_episodes: int = 250) -> np.ndarray:
     """`fewshot.evaluate.episodes.score_episodes` with its episode blocks dealt round-robin over the ranks."""
-    from fewshot.evaluate.episodes import score_episodes as score_one  # episodes.py imports this module
-
     world = world_size()
     if world == 1:
         return score_one(embeddings, support_rows, query_rows, distance, batch_episodes)
@@ -61,3 +63,15 @@ def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_row
     local = torch.from_numpy(np.concatenate(mine) if mine else np.empty(0, dtype=np.float64))[:, None]
     block_sizes = [min(batch_episodes, n_episodes - s) for s in starts]
     return _interleave(all_gather_rows(local), block_sizes)[:, 0].numpy()
+
+
+def evaluate_episodes(embed: Callable[[torch.Tensor], torch.Tensor], split: StoreSplit, episodes: EpisodeBatch,
+                      device: torch.device, distance: str = "euclidean", batch_episodes: int = 250,
+                      precision: str = "fp32", channels_last: bool = False, embed_batch: int = 500) -> np.ndarray:
+    """Embed only the rows the episodes use, once, then score all episodes over that cache."""
+    support_rows, query_rows = episodes.rows(split.class_offsets)
+    needed = np.unique(np.concatenate([support_rows.ravel(), query_rows.ravel()]))
+    # In a process group, ranks share the work and all get the single-process result (else: plain calls).
+    cache = embed_rows(embed, split.images, needed, device, embed_batch, precision, channels_last)
+    position = np.searchsorted(needed, support_rows), np.searchsorted(needed, query_rows)
+    return score_episodes(cache, position[0], position[1], distance, batch_episodes)

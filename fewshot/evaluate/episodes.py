@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from fewshot.data.store import StoreSplit
-from fewshot.episodes.sampler import EpisodeBatch
-from fewshot.evaluate import distributed as sharded
-
 
 # Episodes scored together: their gathered queries (8 x 75 x 1600 float32 = 3.8 MB for miniImageNet's Conv-4)
 # stay in cache between the gather and the product (1-32 episodes measured; 8 was fastest). Reading the
@@ -80,15 +74,3 @@ def _score_pieces(emb: torch.Tensor, support_rows: np.ndarray, query_rows: np.nd
             scores = 2 * torch.bmm(q, protos.transpose(1, 2)) - protos.pow(2).sum(-1).unsqueeze(1)
         correct = scores.argmax(dim=2) == targets
         out[start:start + count] = correct.double().mean(dim=1).cpu().numpy()
-
-
-def evaluate_episodes(embed: Callable[[torch.Tensor], torch.Tensor], split: StoreSplit, episodes: EpisodeBatch,
-                      device: torch.device, distance: str = "euclidean", batch_episodes: int = 250,
-                      precision: str = "fp32", channels_last: bool = False, embed_batch: int = 500) -> np.ndarray:
-    """Embed only the rows the episodes use, once, then score all episodes over that cache."""
-    support_rows, query_rows = episodes.rows(split.class_offsets)
-    needed = np.unique(np.concatenate([support_rows.ravel(), query_rows.ravel()]))
-    # In a process group, ranks share the work and all get the single-process result (else: plain calls).
-    cache = sharded.embed_rows(embed, split.images, needed, device, embed_batch, precision, channels_last)
-    position = np.searchsorted(needed, support_rows), np.searchsorted(needed, query_rows)
-    return sharded.score_episodes(cache, position[0], position[1], distance, batch_episodes)

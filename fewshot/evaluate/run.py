@@ -15,6 +15,7 @@ from fewshot.errors import FewshotError
 from fewshot.evaluate import distributed as sharded
 from fewshot.evaluate.embed import pixel_embed
 from fewshot.results.records import make_record
+from fewshot.runs import load_run
 
 
 def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, episode_files: list[EpisodeFile],
@@ -54,8 +55,6 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, 
 def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | Path | None = None,
                  device_name: str = "auto", precision: str | None = None, checkpoint: str = "best",
                  method: str | None = None) -> list[dict]:
-    from fewshot.train.loop import load_run
-
     device = resolve_device(device_name)
     learner, config, summary = load_run(run, checkpoint, device)
     data = data or summary.get("data")

@@ -1,30 +1,13 @@
 """The learner interface: `embed(images)` for evaluation, `loss(batch)` for training."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.episodes.source import Batch
 from fewshot.models.heads import EmbeddingHead
 from fewshot.models.registry import create_backbone
-
-
-@dataclass
-class Batch:
-    """A training batch on its device.
-
-    kind "episode": images are N*K support then N*Q query images, class-major; labels are 0..N-1.
-    kind "pk": P*K images class-major; labels are global training-class indices.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    kind: str
-    ways: int = 0
-    shots: int = 0
-    queries: int = 0
 
 
 class Learner(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 
 from fewshot.errors import FewshotError
 from fewshot.losses.registry import register_loss
-from fewshot.train.distributed import all_reduce_sum
+from fewshot.distributed import all_reduce_sum
 
 
 @register_loss("center_contrastive")

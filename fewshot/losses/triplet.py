@@ -23,7 +23,7 @@ from torch import nn
 
 from fewshot.errors import FewshotError
 from fewshot.losses.registry import register_loss
-from fewshot.train.distributed import all_gather_cat, is_distributed, rank
+from fewshot.distributed import all_gather_cat, is_distributed, rank
 
 DISTANCES = ("euclidean", "cosine")
 MININGS = ("batch_hard", "semi_hard", "all")

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.distributed import all_reduce_sum, is_distributed
 from fewshot.errors import FewshotError
 
 
@@ -80,11 +81,9 @@ class ClassInterference(nn.Module):
         """(n_classes, D) class means and which classes have one."""
         sums = torch.zeros(self.n_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, labels, x)
         counts = torch.bincount(labels, minlength=self.n_classes).to(x.dtype)
-        if self.global_batch and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if self.global_batch and is_distributed():
             # Other processes' sums join as constants; this process's part keeps its gradient.
-            total_sums, total_counts = sums.detach().clone(), counts.clone()
-            torch.distributed.all_reduce(total_sums)
-            torch.distributed.all_reduce(total_counts)
+            total_sums, total_counts = all_reduce_sum(sums), all_reduce_sum(counts)
             sums, counts = sums + (total_sums - sums.detach()), total_counts
         present = counts > 0
         means = sums / counts.clamp(min=1.0)[:, None]

@@ -17,7 +17,7 @@ import numpy as np
 
 from fewshot.atomic import write_json_atomic
 from fewshot.errors import FewshotError
-from fewshot.evaluate.stats import mean_ci95
+from fewshot.stats import mean_ci95
 from fewshot.provenance import environment, git_commit, now
 
 RECORD_FORMAT = "fewshot-result"

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.errors import FewshotError
-from fewshot.evaluate.stats import CI_DESCRIPTIONS, CI_RULES, mean_interval, paired_difference, seed_interval
+from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, mean_interval, paired_difference, seed_interval
 
 PIXEL_METHOD = "pixels"
 SIGNIFICANCE = 0.05

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fewshot.evaluate.stats import mean_ci95
+from fewshot.stats import mean_ci95
 
 
 def test_half_right_half_wrong():

@@ -8,7 +8,8 @@ import torch
 from fewshot.data.store import Store
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.evaluate.embed import embed_rows, pixel_embed
-from fewshot.evaluate.episodes import evaluate_episodes, score_episodes
+from fewshot.evaluate.distributed import evaluate_episodes
+from fewshot.evaluate.episodes import score_episodes
 
 
 def _points(*values) -> torch.Tensor:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fewshot.evaluate.stats import (mean_ci95, mean_ci95_t, mean_interval, paired_difference, seed_interval)
+from fewshot.stats import (mean_ci95, mean_ci95_t, mean_interval, paired_difference, seed_interval)
 
 # Per-episode accuracies of two methods on the same six episodes.
 A = np.array([0.8, 0.6, 1.0, 0.4, 0.6, 0.8])

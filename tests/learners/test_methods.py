@@ -11,7 +11,7 @@ from fewshot.config import list_configs, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import make_episode_file
 from fewshot.evaluate.run import evaluate_run
-from fewshot.train.checkpoint import load_checkpoint
+from fewshot.runs.checkpoint import load_checkpoint
 from fewshot.train.loop import train
 
 PK_OVERRIDES = {"train.steps": 3, "train.val_every": 0, "train.checkpoint_every": 2, "batch.classes": 4,

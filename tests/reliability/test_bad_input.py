@@ -26,7 +26,7 @@ from fewshot.data.store import Store, StoreWriter
 from fewshot.data.synthetic import prepare_synthetic
 from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
-from fewshot.train.checkpoint import load_checkpoint
+from fewshot.runs.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

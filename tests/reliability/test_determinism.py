@@ -22,7 +22,7 @@ from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
 from fewshot.evaluate.run import evaluate_run
-from fewshot.train.checkpoint import load_checkpoint
+from fewshot.runs.checkpoint import load_checkpoint
 from fewshot.train.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -170,6 +170,6 @@ def test_no_code_path_executes_what_a_data_file_holds():
             if name in ("pickle.load", "pickle.loads", "pickle.Unpickler"):
                 # The restricted unpickler itself, and the training launcher reading back its own workers'
                 # results from a private temporary folder; no data file goes through plain pickle.
-                if where not in ("fewshot/data/unpickle.py", "fewshot/train/distributed.py"):
+                if where not in ("fewshot/data/unpickle.py", "fewshot/launch.py"):
                     findings.append(line)
     assert findings == []

@@ -28,7 +28,7 @@ from fewshot.cli import main
 from fewshot.config import load_config
 from fewshot.errors import FewshotError
 from fewshot.results.records import RECORD_FORMAT, load_record, make_record, write_record
-from fewshot.train.checkpoint import load_checkpoint, save_checkpoint
+from fewshot.runs.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes.queries": 2, "train.log_every": 1,
         "train.device": "cpu", "train.channels_last": False}

@@ -26,9 +26,11 @@ from fewshot.evaluate.episodes import score_episodes
 from fewshot.evaluate.run import evaluate_run
 from fewshot.losses.triplet import TripletMarginLoss
 from fewshot.regularizers.cir import ClassInterference
-from fewshot.train import distributed
-from fewshot.train.checkpoint import load_checkpoint
-from fewshot.train.loop import load_run, train
+from fewshot import distributed, launch
+from fewshot.train import ddp
+from fewshot.runs.checkpoint import load_checkpoint
+from fewshot.runs import load_run
+from fewshot.train.loop import train
 
 # Plain SGD: Adam divides by the root of tiny second moments, so float noise in near-zero gradients (a conv
 # bias before BatchNorm) would become visible steps; SGD keeps one-process and two-process runs together.
@@ -115,12 +117,12 @@ def _two_rank_phases(store: str, folder: str, overrides: dict) -> dict:
         out["statistics"] = _batch_statistics(_stat_features()[me], STAT_LABELS[me], global_batch=True)
         out["local_statistics"] = _batch_statistics(_stat_features()[me], STAT_LABELS[me], global_batch=False)
         try:
-            loop.BatchSource(learner, Store(store).split("train"), {**protonet, "train": {
+            loop.BatchSource(learner.batch_kind, Store(store).split("train"), {**protonet, "train": {
                 **protonet["train"], "episodes_per_step": 3}}, 0)
         except FewshotError as exc:
             out["uneven"] = str(exc)
         try:
-            distributed.wrap_for_training(learner, learner.loss, torch.device("cpu"), sync_batchnorm=True)
+            ddp.wrap_for_training(learner, learner.loss, torch.device("cpu"), sync_batchnorm=True)
         except FewshotError as exc:
             out["sync_batchnorm"] = str(exc)
         return out
@@ -167,7 +169,7 @@ def phases(tiny_store, tmp_path_factory):
     support, query = episodes.batch.rows(split.class_offsets)
     scores = score_episodes(_fixed_embeddings(), support, query, "euclidean", SCORE_BLOCK)
 
-    ranks = distributed.run_local_workers(_two_rank_phases, 2, (str(tiny_store), str(folder), TINY))
+    ranks = launch.run_local_workers(_two_rank_phases, 2, (str(tiny_store), str(folder), TINY))
     return {"folder": folder, "reference": reference, "records": records, "embedded": embedded, "scores": scores,
             "ranks": ranks}
 

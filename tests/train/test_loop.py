@@ -15,8 +15,9 @@ from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
 from fewshot.evaluate.run import evaluate_run
 from fewshot.learners.prototypical import PrototypicalLearner
-from fewshot.train.checkpoint import load_checkpoint
-from fewshot.train.loop import load_run, train
+from fewshot.runs.checkpoint import load_checkpoint
+from fewshot.runs import load_run
+from fewshot.train.loop import train
 
 
 def _log_rows(run) -> list[dict]:
