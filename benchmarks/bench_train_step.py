@@ -46,7 +46,7 @@ class Setting:
     """A learner, its optimizer and BatchSource as fewshot.train.loop builds them, plus the bare baseline."""
 
     def __init__(self, store: Path, method: str, overrides: list[str], channels_last: bool = True,
-                 compile_loss: bool = False) -> None:
+                 compile_loss: bool = False, device: torch.device | None = None) -> None:
         from fewshot.config import load_config
         from fewshot.data.store import Store
         from fewshot.learners import create_learner
@@ -54,9 +54,9 @@ class Setting:
         from fewshot.train import ddp
         from fewshot.train.loop import build_optimizer
 
-        self.device = torch.device("cpu")
+        self.device = device or torch.device("cpu")  # benchmarks/gpu_check.py passes cuda
         config = load_config(method, [*overrides, f"train.channels_last={str(channels_last).lower()}",
-                                      f"train.compile={str(compile_loss).lower()}"])
+                                      f"train.compile={str(compile_loss).lower()}", f"train.device={self.device.type}"])
         self.config, t = config, config["train"]
         self.split = Store(store).split("train")
         warm_pages(self.split.images)

@@ -5,7 +5,8 @@
 
 Omniglot files are drawn from a prepared Vinyals store (`--omniglot-store DIR`, or prepared here from
 `--omniglot-src`, default ../shared/data/omniglot). miniImageNet files are drawn from the class names and
-image counts of the Ravi test CSV (`--splits`, default ../shared/data/splits), with no images needed.
+image counts of the Ravi test CSV (`--splits`, default ../shared/data/splits), with no images needed;
+tieredImageNet files from the class names of Ren's test CSV, ranks among each class's first 732 images.
 Existing files are never overwritten unless `--force`.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import fewshot
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
-from fewshot.episodes.protocols import PROTOCOLS, Protocol, class_counts_from_csv, make_episode_file_from_counts
+from fewshot.episodes.protocols import (PROTOCOLS, TIERED_MIN_IMAGES, Protocol, class_counts_from_csv,
+                                       class_names_from_ren_csv, make_episode_file_from_counts)
 from fewshot.errors import FewshotError
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +58,13 @@ def draw(protocol: Protocol, args: argparse.Namespace, scratch: Path, stores: di
             generated_by=GENERATED_BY,
             generated_from=f"class names and image counts of splits/miniimagenet/{p.split_variant}/{p.split}.csv "
                            "(no images)")
+    if p.dataset == "tieredimagenet":
+        names = class_names_from_ren_csv(Path(args.splits) / "tieredimagenet" / f"{p.split}.csv")
+        return make_episode_file_from_counts(
+            p.dataset, p.split, names, [TIERED_MIN_IMAGES] * len(names), p.ways, p.shots, p.queries, p.count, p.seed,
+            generated_by=GENERATED_BY, counts_at_least=True,
+            generated_from=f"class names of splits/tieredimagenet/{p.split}.csv (Ren et al. 2018; no images), ranks "
+                           f"among the first {TIERED_MIN_IMAGES} images of each class (every class has at least that many)")
     raise FewshotError(f"no recipe for dataset {p.dataset!r}")
 
 

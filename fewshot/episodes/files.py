@@ -87,12 +87,16 @@ class EpisodeFile:
                 "it was made for a different split or store"
             )
         mapping = np.array([index[n] for n in names], dtype=np.int32)
-        wrong = [n for n, c in zip(names, counts) if int(split.class_counts[index[n]]) != int(c)]
+        # "at_least": drawn from the first class_counts[i] images of each class, for splits whose exact counts
+        # were not published (tieredImageNet: every class has at least 732 images); valid on any larger class.
+        at_least = self.meta.get("class_counts_rule") == "at_least"
+        wrong = [n for n, c in zip(names, counts)
+                 if (int(split.class_counts[index[n]]) < int(c) if at_least else int(split.class_counts[index[n]]) != int(c))]
         if wrong:
             n = wrong[0]
             raise FewshotError(
-                f"{where} expects {counts[names.index(n)]} images of class {n!r} but the store has "
-                f"{int(split.class_counts[index[n]])}; it was made for a different store"
+                f"{where} expects {'at least ' if at_least else ''}{counts[names.index(n)]} images of class {n!r} "
+                f"but the store has {int(split.class_counts[index[n]])}; it was made for a different store"
             )
         return EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
 

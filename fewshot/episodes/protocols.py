@@ -25,7 +25,7 @@ class Protocol:
     """One fixed test episode set: which dataset split, and how the episodes are drawn."""
 
     dataset: str
-    split_variant: str  # whose class split: "vinyals" (Omniglot), "ravi" (miniImageNet)
+    split_variant: str  # whose class split: "vinyals" (Omniglot), "ravi" (miniImageNet), "ren" (tieredImageNet)
     split: str
     ways: int
     shots: int
@@ -51,14 +51,37 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("omniglot", "vinyals", "test", 20, 5, 15, 1000),
     Protocol("miniimagenet", "ravi", "test", 5, 1, 15, 2000),
     Protocol("miniimagenet", "ravi", "test", 5, 5, 15, 2000),
+    Protocol("tieredimagenet", "ren", "test", 5, 1, 15, 2000),
+    Protocol("tieredimagenet", "ren", "test", 5, 5, 15, 2000),
 )
+
+# tieredImageNet's per-class image counts are not in Ren's split files; its classes are ILSVRC-2012 training
+# classes, each with 732 to 1,300 images, so its files draw from the first 732 images of each class.
+TIERED_MIN_IMAGES = 732
+
+
+def class_names_from_ren_csv(path: str | os.PathLike) -> list[str]:
+    """Class synsets of Ren et al.'s tieredImageNet split CSV (no header; rows `synset,category_synset`)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            names = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
+    except FileNotFoundError:
+        raise FewshotError(f"split CSV {path} does not exist") from None
+    if not names or not all(n.startswith("n") and n[1:].isdigit() for n in names):
+        raise FewshotError(f"{path} is not Ren's tieredImageNet split CSV (rows synset,category_synset)")
+    return names
 
 
 def make_episode_file_from_counts(dataset: str, split: str, class_names: list[str], class_counts: list[int],
                                   ways: int, shots: int, queries: int, count: int, seed: int,
                                   store_checksum: str | None = None, generated_by: str = "",
-                                  generated_from: str = "") -> EpisodeFile:
-    """Draw `count` episodes from a split described only by its class names and per-class image counts."""
+                                  generated_from: str = "", counts_at_least: bool = False) -> EpisodeFile:
+    """Draw `count` episodes from a split described only by its class names and per-class image counts.
+
+    `counts_at_least`: the counts are lower bounds, not exact (the file then resolves on any store whose classes
+    hold at least that many images; its ranks all fall below the bound).
+    """
     names = [str(n) for n in class_names]
     if len(names) != len(class_counts):
         raise FewshotError(f"{len(names)} class names but {len(class_counts)} class counts; give one count a class")
@@ -67,9 +90,10 @@ def make_episode_file_from_counts(dataset: str, split: str, class_names: list[st
     order = sorted(range(len(names)), key=lambda i: names[i])
     names = [names[i] for i in order]
     counts = np.asarray([int(class_counts[i]) for i in order], dtype=np.int64)
+    extra = {"class_counts_rule": "at_least"} if counts_at_least else {}
     return build_episode_file(dataset, split, names, counts, ways, shots, queries, count, seed, store_checksum,
                               generated_by, generated_from=generated_from
-                              or "class names and per-class image counts (no images)")
+                              or "class names and per-class image counts (no images)", **extra)
 
 
 def class_counts_from_csv(path: str | os.PathLike) -> tuple[list[str], list[int]]:

@@ -115,3 +115,41 @@ def test_from_counts_equals_a_draw_on_a_store_with_those_counts(tmp_path):
 def test_from_counts_rejects_mismatched_lists():
     with pytest.raises(FewshotError, match="2 class names but 3 class counts"):
         make_episode_file_from_counts("x", "test", ["a", "b"], [5, 5, 5], 2, 1, 1, 3, 0)
+
+
+TIERED_FILE = EPISODES / "tieredimagenet-ren-test-5w1s-15q-2000.npz"
+
+
+def test_committed_tiered_files_name_rens_test_classes_with_lower_bound_counts(shared_data):
+    from fewshot.episodes.protocols import class_names_from_ren_csv
+
+    meta = load_episode_file(TIERED_FILE).meta
+    assert len(meta["class_names"]) == 160 and set(meta["class_counts"]) == {732}
+    assert meta["class_counts_rule"] == "at_least"
+    ren = shared_data / "splits" / "tieredimagenet" / "test.csv"
+    if not ren.is_file():
+        pytest.skip(f"Ren's split file not found at {ren}: skipping")
+    assert meta["class_names"] == sorted(class_names_from_ren_csv(ren))
+
+
+def _fake_tiered_store(path: Path, names: list[str], counts: list[int]) -> Store:
+    labels = np.repeat(np.arange(len(names)), counts)
+    images = np.zeros((len(labels), 2, 2, 3), np.uint8)
+    with StoreWriter(path, "tieredimagenet", "fake-tiny-images") as writer:
+        writer.add_split("test", images, labels, names)
+    return Store(path)
+
+
+def test_at_least_counts_resolve_on_larger_classes_and_refuse_smaller_ones(tmp_path):
+    made = make_episode_file_from_counts("tieredimagenet", "test", ["a", "b", "c"], [4, 4, 4], 2, 1, 2, 30, 0,
+                                         counts_at_least=True)
+    assert made.meta["class_counts_rule"] == "at_least"
+    assert (np.concatenate([made.batch.support, made.batch.query], axis=2) < 4).all()
+    larger = _fake_tiered_store(tmp_path / "larger", ["a", "b", "c"], [9, 4, 7]).split("test")
+    assert np.array_equal(made.resolve(larger).classes, made.batch.classes)
+    smaller = _fake_tiered_store(tmp_path / "smaller", ["a", "b", "c"], [9, 3, 7]).split("test")
+    with pytest.raises(FewshotError, match="expects at least 4 images of class 'b' but the store has 3"):
+        made.resolve(smaller)
+    exact = make_episode_file_from_counts("tieredimagenet", "test", ["a", "b", "c"], [4, 4, 4], 2, 1, 2, 30, 0)
+    with pytest.raises(FewshotError, match="expects 4 images of class 'a' but the store has 9"):
+        exact.resolve(larger)  # without the rule, counts must be exact as before
