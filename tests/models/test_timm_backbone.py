@@ -4,7 +4,6 @@ timm test models only (test_resnet: 0.37M parameters); no test needs the network
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import pytest
