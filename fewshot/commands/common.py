@@ -48,9 +48,13 @@ def parse_backbone(args: argparse.Namespace) -> tuple[str, str]:
         raise FewshotError("--weights, --pretrained and --input-size are for --backbone timm:MODEL")
     if args.input_size < 0:
         raise FewshotError(f"--input-size must be 0 (the model's own) or a size in pixels, got {args.input_size}")
-    if kind == "timm" and not (args.weights or args.pretrained):
+    return kind, model
+
+
+def note_random_weights(args: argparse.Namespace) -> None:
+    """A timm model without --weights or --pretrained is measured with random weights: say so (it is allowed)."""
+    if not (args.weights or args.pretrained):
         import sys
 
-        print(f"fewshot: note: {text} has random weights (pass --weights FILE or --pretrained for trained ones)",
-              file=sys.stderr)
-    return kind, model
+        print(f"fewshot: note: {args.backbone} has random weights (pass --weights FILE or --pretrained for "
+              "trained ones)", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot.commands.common import add_backbone_source, add_device, parse_backbone
+from fewshot.commands.common import add_backbone_source, add_device, note_random_weights, parse_backbone
 from fewshot.errors import FewshotError
 
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backbone and not args.data:
         raise FewshotError(f"--backbone {args.backbone} needs --data, the prepared store")
     if kind == "timm":
+        note_random_weights(args)
         file = export_pretrained(model, args.data, args.split, args.device, args.weights or "", args.pretrained,
                                  args.input_size, args.precision)
     elif kind == "pixels":

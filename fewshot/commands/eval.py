@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from fewshot.commands.common import add_backbone_source, add_device, parse_backbone
+from fewshot.commands.common import add_backbone_source, add_device, note_random_weights, parse_backbone
 from fewshot.errors import FewshotError
 
 
@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.data:
             raise FewshotError(f"--backbone {args.backbone} needs --data, the prepared store")
         if kind == "timm":
+            note_random_weights(args)
             records = evaluate_pretrained(model, args.data, files, args.device, args.weights or "", args.pretrained,
                                           args.input_size, args.precision, args.method,
                                           args.distance or "euclidean")

@@ -2,6 +2,7 @@
 timm:MODEL` on the tiny store: the same records, episode for episode; and the refusals, one line, exit 2."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -176,3 +177,8 @@ def test_embed_and_eval_refuse_bad_arguments_and_never_overwrite(tiny_store, epi
     assert out.read_bytes() == b"mine"
     assert main(["embed", "--backbone", "pixels", "--out", str(out), "--force", *common]) == 0
     assert load_embedding_file(out).meta["source"]["kind"] == "pixels"
+    if importlib.util.find_spec("timm"):  # random weights are allowed (a floor), and said
+        assert main(["embed", "--backbone", "timm:test_resnet", "--input-size", "16", "--out",
+                     str(tmp_path / "random.npz"), *common]) == 0
+        assert capsys.readouterr().err == ("fewshot: note: timm:test_resnet has random weights (pass --weights FILE "
+                                           "or --pretrained for trained ones)\n")
