@@ -21,7 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "name": "custom",
     "seed": 0,
     "learner": "prototypical",
-    "backbone": {"name": "conv4", "hidden": 64, "dropblock": 0.0},
+    # model/weights/pretrained/input_size: backbone.name = "timm" (fewshot/models/backbones/timm_backbone.py).
+    "backbone": {"name": "conv4", "hidden": 64, "dropblock": 0.0, "model": "", "weights": "", "pretrained": False,
+                 "input_size": 0},
     "head": {"kind": "identity", "dim": 128, "hidden": 512, "normalize": False},
     # Training episodes (prototypical learner); may use more ways than the test episodes.
     "episodes": {"ways": 20, "shots": 5, "queries": 5},
@@ -208,10 +210,19 @@ def flat(config: dict) -> dict[str, Any]:
     return _flatten(config)
 
 
+# Keys added after runs were made: left out of the digest while they hold these defaults, so a run made
+# before they existed keeps its digest (bench finds it, --resume accepts it).
+_LATER_KEYS = {"backbone": {"model": "", "weights": "", "pretrained": False, "input_size": 0}}
+
+
 def config_digest(config: dict) -> str:
     """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse)."""
     import hashlib
 
+    for section, defaults in _LATER_KEYS.items():
+        if isinstance(config.get(section), dict):
+            config = {**config, section: {k: v for k, v in config[section].items()
+                                          if not (k in defaults and v == defaults[k])}}
     # train.keep_every only keeps copies of weights: it changes no step, and configs older than it lack it.
     if isinstance(config.get("train"), dict) and "keep_every" in config["train"]:
         config = {**config, "train": {k: v for k, v in config["train"].items() if k != "keep_every"}}

@@ -19,3 +19,42 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def add_backbone_source(parser: argparse.ArgumentParser) -> None:
+    """--backbone pixels | timm:MODEL with the timm model's weights: an embedding with no training run."""
+    parser.add_argument("--backbone", metavar="pixels|timm:MODEL",
+                        help="raw flattened pixels, or a frozen timm model (any timm model name) instead of a run")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="the timm model's weights: .safetensors or a torch state dict (loaded without "
+                             "unpickling code)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="the timm model's pretrained weights from the Hugging Face hub (where reachable)")
+    parser.add_argument("--input-size", type=int, default=0, metavar="N",
+                        help="resize images to N x N for the timm model (default 0: the model's own input size)")
+
+
+def parse_backbone(args: argparse.Namespace) -> tuple[str, str]:
+    """('pixels', '') or ('timm', MODEL) from --backbone; refuses timm switches without a timm model."""
+    from fewshot.errors import FewshotError
+
+    text = args.backbone or ""
+    kind, _, model = text.partition(":")
+    if text == "pixels":
+        kind, model = "pixels", ""
+    elif kind != "timm" or not model:
+        raise FewshotError(f"--backbone {text!r} is not pixels or timm:MODEL (a timm model name, e.g. timm:resnet50)")
+    if kind != "timm" and (args.weights or args.pretrained or args.input_size):
+        raise FewshotError("--weights, --pretrained and --input-size are for --backbone timm:MODEL")
+    if args.input_size < 0:
+        raise FewshotError(f"--input-size must be 0 (the model's own) or a size in pixels, got {args.input_size}")
+    return kind, model
+
+
+def note_random_weights(args: argparse.Namespace) -> None:
+    """A timm model without --weights or --pretrained is measured with random weights: say so (it is allowed)."""
+    if not (args.weights or args.pretrained):
+        import sys
+
+        print(f"fewshot: note: {args.backbone} has random weights (pass --weights FILE or --pretrained for "
+              "trained ones)", file=sys.stderr)

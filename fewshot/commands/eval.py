@@ -1,11 +1,11 @@
-"""`fewshot eval --run RUN --episodes FILE...` or `fewshot eval --backbone pixels --data DIR --episodes FILE...`."""
+"""`fewshot eval --run RUN --episodes FILE...`, `--backbone pixels|timm:MODEL --data DIR` or `--embeddings FILE`."""
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
 
-from fewshot.commands.common import add_device
+from fewshot.commands.common import add_backbone_source, add_device, note_random_weights, parse_backbone
 from fewshot.errors import FewshotError
 
 
@@ -17,7 +17,13 @@ def add_parser(sub) -> None:
                                    "and provenance.")
     # --run-dir: torchrun's own parser takes `--run` for an abbreviation of its --run-path (docs/distributed.md)
     p.add_argument("--run", "--run-dir", dest="run", help="run folder from `fewshot train`")
-    p.add_argument("--backbone", choices=["pixels"], help="evaluate raw flattened pixels instead of a run")
+    add_backbone_source(p)
+    p.add_argument("--embeddings", metavar="FILE",
+                   help="score the episodes over an embedding file (`fewshot embed`, or any tool's: "
+                        "docs/embeddings.md) instead of a run")
+    p.add_argument("--distance", choices=["euclidean", "cosine"],
+                   help="nearest-prototype distance for --backbone and --embeddings (default: euclidean, or the "
+                        "exporting run's)")
     p.add_argument("--data", help="prepared store (default: the one the run was trained on)")
     p.add_argument("--episodes", nargs="+", required=True, help="episode file(s)")
     p.add_argument("--out", help="result .json (one episode file) or a results folder (default: print only)")
@@ -44,18 +50,34 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.episodes.files import load_episode_file
-    from fewshot.evaluate.run import evaluate_pixels, evaluate_run
+    from fewshot.evaluate.run import evaluate_embeddings, evaluate_pixels, evaluate_pretrained, evaluate_run
     from fewshot.results.records import check_results_folder, write_record
     from fewshot import distributed
-    if bool(args.run) == bool(args.backbone):
-        raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
+    if sum(map(bool, (args.run, args.backbone, args.embeddings))) != 1:
+        raise FewshotError("give exactly one of --run RUN_DIR, --backbone pixels|timm:MODEL or --embeddings FILE")
+    kind, model = parse_backbone(args) if args.backbone else ("", "")
+    if not args.backbone and (args.weights or args.pretrained or args.input_size):
+        raise FewshotError("--weights, --pretrained and --input-size are for --backbone timm:MODEL")
+    if args.embeddings and args.data:
+        raise FewshotError("--embeddings needs no --data: the embedding file holds every embedding")
+    if args.run and args.distance:
+        raise FewshotError("--distance is for --backbone and --embeddings; a run scores with its config's "
+                           "eval.distance")
     files = [load_episode_file(f) for f in args.episodes]
     if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
         check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
-    if args.backbone:
+    if args.embeddings:
+        records = evaluate_embeddings(args.embeddings, files, args.device, args.method, args.distance)
+    elif args.backbone:
         if not args.data:
-            raise FewshotError("--backbone pixels needs --data, the prepared store")
-        records = evaluate_pixels(args.data, files, args.device)
+            raise FewshotError(f"--backbone {args.backbone} needs --data, the prepared store")
+        if kind == "timm":
+            note_random_weights(args)
+            records = evaluate_pretrained(model, args.data, files, args.device, args.weights or "", args.pretrained,
+                                          args.input_size, args.precision, args.method,
+                                          args.distance or "euclidean")
+        else:
+            records = evaluate_pixels(args.data, files, args.device, args.distance or "euclidean")
     else:
         records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
     if not distributed.is_writer():

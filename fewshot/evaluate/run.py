@@ -10,21 +10,26 @@ import torch
 
 from fewshot.data.store import Store
 from fewshot.device import resolve_device, tune_allocator
+from fewshot.embeddings.file import EmbeddingFile, load_embedding_file
 from fewshot.episodes.files import EpisodeFile
 from fewshot.errors import FewshotError
 from fewshot.evaluate import distributed as sharded
 from fewshot.evaluate.embed import pixel_embed
+from fewshot.evaluate.pretrained import build_pretrained, store_channels
+from fewshot.models.initial_weights import restoring_checkpoint
 from fewshot.results.records import make_record
 from fewshot.runs import load_run
 
 
-def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, episode_files: list[EpisodeFile],
+def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: Store | EmbeddingFile,
+                   episode_files: list[EpisodeFile],
                    method: str, device: torch.device, distance: str = "euclidean", config: dict | None = None,
                    run: str | None = None, precision: str = "fp32", channels_last: bool = False,
                    batch_episodes: int = 250, extra: dict | None = None) -> list[dict]:
     """One record per episode file. Rows used by all files of a split are embedded once, together.
 
-    `extra` is added to every record (evaluate_run names the checkpoint and its step)."""
+    `extra` is added to every record (evaluate_run names the checkpoint and its step). With `embed` None,
+    `store` is an embedding file (fewshot.embeddings) and its rows are the cache: nothing is embedded."""
     tune_allocator()
     by_split: dict[str, list[EpisodeFile]] = {}
     for f in episode_files:
@@ -39,8 +44,9 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor], store: Store, 
         rows = [batch.rows(split.class_offsets) for batch in resolved]
         needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
         # Under torchrun the ranks share embedding and scoring; each gets the single-process numbers.
-        cache = sharded.embed_rows(embed, split.images, needed, device, precision=precision,
-                                   channels_last=channels_last)
+        cache = (split.embeddings_of(needed) if embed is None else
+                 sharded.embed_rows(embed, split.images, needed, device, precision=precision,
+                                    channels_last=channels_last))
         embed_seconds = time.perf_counter() - started
         for f, (support, query) in zip(files, rows):
             t0 = time.perf_counter()
@@ -56,7 +62,8 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
                  device_name: str = "auto", precision: str | None = None, checkpoint: str = "best",
                  method: str | None = None) -> list[dict]:
     device = resolve_device(device_name)
-    learner, config, summary = load_run(run, checkpoint, device)
+    with restoring_checkpoint():  # a timm backbone's starting weights: the checkpoint replaces them
+        learner, config, summary = load_run(run, checkpoint, device)
     data = data or summary.get("data")
     if not data:
         raise FewshotError(f"{run} does not say which store it was trained on; pass --data")
@@ -74,3 +81,39 @@ def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_n
     """The untrained floor: nearest class mean over raw flattened pixels."""
     return evaluate_files(pixel_embed, Store(data), episode_files, "pixels", resolve_device(device_name), distance,
                           {"backbone": "pixels", "distance": distance})
+
+
+def evaluate_pretrained(model: str, data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
+                        weights: str = "", pretrained: bool = False, input_size: int = 0,
+                        precision: str | None = None, method: str | None = None,
+                        distance: str = "euclidean") -> list[dict]:
+    """A frozen timm model (backbone.name = "timm") on fixed episodes, with no training run."""
+    device = resolve_device(device_name)
+    store = Store(data)
+    backbone, config = build_pretrained(model, store_channels(store, episode_files), weights, pretrained,
+                                        input_size, device)
+    return evaluate_files(backbone, store, episode_files, method or config["name"], device, distance, config,
+                          precision=precision or "fp32")
+
+
+def evaluate_embeddings(embeddings: str | Path | EmbeddingFile, episode_files: list[EpisodeFile],
+                        device_name: str = "auto", method: str | None = None,
+                        distance: str | None = None) -> list[dict]:
+    """Score episode files over an embedding file's rows (`fewshot embed`, or features from any tool).
+
+    The scoring and the records are those of `fewshot eval`: an embedding file exported from a run gives the
+    run's records, per-episode accuracies equal. The method, config, distance and checkpoint come from the
+    file's source where it names them."""
+    file = embeddings if isinstance(embeddings, EmbeddingFile) else load_embedding_file(embeddings)
+    for f in episode_files:
+        file.check_episodes(f.meta, f.path)
+    source = file.meta.get("source") or {}
+    source = source if isinstance(source, dict) else {"description": source}
+    config = source.get("config") if isinstance(source.get("config"), dict) else source
+    eval_config = config.get("eval") if isinstance(config.get("eval"), dict) else {}
+    distance = distance or eval_config.get("distance") or config.get("distance") or "euclidean"
+    extra = {k: source[k] for k in ("checkpoint", "checkpoint_step") if k in source}
+    extra["embeddings"] = {"file": str(file.path) if file.path else None, "checksum": file.checksum}
+    return evaluate_files(None, file, episode_files, method or source.get("method") or "embeddings",
+                          resolve_device(device_name), distance, config, source.get("run"),
+                          batch_episodes=eval_config.get("batch_episodes", 250), extra=extra)

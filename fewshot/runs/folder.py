@@ -17,6 +17,7 @@ import torch
 
 from fewshot.errors import FewshotError
 from fewshot.learners import create_learner
+from fewshot.models.initial_weights import restoring_checkpoint
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state
 
 
@@ -53,7 +54,8 @@ def load_run(run: str | Path, which: str = "best", device: torch.device | None =
         raise FewshotError(f"{run} has no input.json describing its input shape; train again")
     meta = json.loads((run / "input.json").read_text())
     h, w, c = meta["image_shape"]
-    learner = create_learner(config, c, (h, w), meta["n_classes"])
+    with restoring_checkpoint():  # every weight comes from the checkpoint; a timm backbone skips its start weights
+        learner = create_learner(config, c, (h, w), meta["n_classes"])
     load_model_state(learner, state["model"], ckpt_path)
     learner.eval()
     if device is not None:

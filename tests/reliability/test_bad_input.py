@@ -111,7 +111,7 @@ def test_unknown_learner_and_backbone_list_the_valid_ones(tiny_store, tmp_path, 
     message = error_of(["train", "--data", tiny_store, "--out", tmp_path / "run", *TINY_ARGS, "backbone.name=conv5"],
                        capsys)
     assert message == ("fewshot: error: unknown backbone 'conv5' (did you mean 'conv4'?); choose one of: conv4, "
-                       "resnet12, resnet18")
+                       "resnet12, resnet18, timm")
     assert not (tmp_path / "run").exists()
 
 
