@@ -82,6 +82,8 @@ DEFAULTS: dict[str, Any] = {
         "episodes_per_step": 1,
         # SyncBatchNorm across processes (GPUs only), so a PK batch split over ranks normalises as a whole.
         "sync_batchnorm": False,
+        # Also write the logged scalars as TensorBoard events in RUN/tensorboard/ (log.csv stays the record).
+        "tensorboard": False,
     },
     "eval": {"distance": "euclidean", "batch_episodes": 250},
 }
@@ -208,12 +210,16 @@ def flat(config: dict) -> dict[str, Any]:
     return _flatten(config)
 
 
+_DIGEST_IGNORED = {"keep_every", "tensorboard"}
+
+
 def config_digest(config: dict) -> str:
     """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse)."""
     import hashlib
 
-    # train.keep_every only keeps copies of weights: it changes no step, and configs older than it lack it.
-    if isinstance(config.get("train"), dict) and "keep_every" in config["train"]:
-        config = {**config, "train": {k: v for k, v in config["train"].items() if k != "keep_every"}}
+    # train.keep_every and train.tensorboard only write extra files: they change no step, and configs older
+    # than them lack them.
+    if isinstance(config.get("train"), dict) and _DIGEST_IGNORED & set(config["train"]):
+        config = {**config, "train": {k: v for k, v in config["train"].items() if k not in _DIGEST_IGNORED}}
     text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
