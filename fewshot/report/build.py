@@ -118,10 +118,9 @@ def _write(out: Path, records: list[dict], runs, baseline: str | None, ci: str, 
                                             f"curves-ablation-{i + 1}", by_config=True)
         context["ablations"].append(section)
     links = sections.write_configs(records, out / "configs")
-    ordered = main + [r for group in grouped.values() for r in group]
-    columns = (sections.record_columns(main) if main else []) + [
-        c for group in grouped.values() for c in sections.record_columns(group)]
-    context["provenance"] = sections.provenance(ordered, columns, links, index)
+    groups = [("the results table", main, context["main"]["table"].data)] if main else []
+    groups += [(f"ablation {a['name']}", grouped[a["name"]], a["table"].data) for a in context["ablations"]]
+    context["provenance"] = sections.provenance(groups, links, index)
     context["runs_searched"] = [str(r) for r in index.roots]
     html = _environment().get_template("index.html.j2").render(**context)
     target = out / "index.html"

@@ -289,34 +289,46 @@ def _short(text, n: int = 12) -> str:
     return "-" if not text else str(text)[:n]
 
 
-def provenance(records: list[dict], columns: list[str], links: dict[str, str], index: RunIndex) -> dict:
-    """Per record: where it came from; per run: its status and wall time; the distinct environments."""
-    rows = []
+def provenance(groups: list[tuple[str, list[dict], TableData]], links: dict[str, str], index: RunIndex) -> dict:
+    """Per record (a table a group, in the table's row and column order): where it came from; per run
+    found here: its status and wall time; the distinct environments."""
+    out_groups = []
     environments: dict[str, dict] = {}
     run_rows: dict[str, dict] = {}
-    for record, column in zip(records, columns):
-        p = record.get("provenance") or {}
-        config = p.get("config")
-        digest = config_digest(config) if config else None
-        env = p.get("environment") or {}
-        env_key = json.dumps(env, sort_keys=True)
-        environments.setdefault(env_key, {"environment": env, "count": 0})["count"] += 1
-        folder = index.find(record) if p.get("run") else None
-        rows.append({
-            "method": record["method"], "column": column, "seed": "-" if p.get("seed") is None else p["seed"],
-            "commit": p.get("commit") or "-", "commit_short": _short(p.get("commit"), 10),
-            "digest": digest or "-", "config_link": links.get(digest) if digest else None,
-            "store": p.get("store_checksum") or "-", "store_short": _short(p.get("store_checksum")),
-            "episodes": p.get("episodes_checksum") or "-", "episodes_short": _short(p.get("episodes_checksum")),
-            "episodes_seed": "-" if p.get("episodes_seed") is None else p["episodes_seed"],
-            "n": record.get("n_episodes"), "eval_seconds": p.get("eval_seconds"), "time": p.get("time") or "-",
-            "file": Path(record["_path"]).name if record.get("_path") else "-",
-            "run": p.get("run") or "-", "run_here": str(folder) if folder else None,
-            "checkpoint": record.get("checkpoint") or "-",
-        })
-        if folder is not None and str(folder) not in run_rows:
-            run_rows[str(folder)] = _run_summary(folder, record["method"])
-    return {"records": rows, "runs": list(run_rows.values()), "environments": list(environments.values())}
+    for title, records, data in groups:
+        methods = list(dict.fromkeys(data.cells.set_index("row").loc[data.rows, "method"]))
+        pairs = sorted(zip(records, record_columns(records)), key=lambda pair: (
+            methods.index(pair[0]["method"]) if pair[0]["method"] in methods else len(methods),
+            data.columns.index(pair[1]) if pair[1] in data.columns else len(data.columns),
+            _seed_key(pair[0]["provenance"].get("seed"))))
+        rows = []
+        for record, column in pairs:
+            p = record.get("provenance") or {}
+            config = p.get("config")
+            digest = config_digest(config) if config else None
+            env = p.get("environment") or {}
+            environments.setdefault(json.dumps(env, sort_keys=True), {"environment": env, "count": 0})["count"] += 1
+            folder = index.find(record) if p.get("run") else None
+            rows.append({
+                "method": record["method"], "column": column, "seed": "-" if p.get("seed") is None else p["seed"],
+                "commit": p.get("commit") or "-", "commit_short": _short(p.get("commit"), 10),
+                "digest": digest or "-", "config_link": links.get(digest) if digest else None,
+                "store": p.get("store_checksum") or "-", "store_short": _short(p.get("store_checksum")),
+                "episodes": p.get("episodes_checksum") or "-", "episodes_short": _short(p.get("episodes_checksum")),
+                "episodes_seed": "-" if p.get("episodes_seed") is None else p["episodes_seed"],
+                "n": record.get("n_episodes"), "eval_seconds": p.get("eval_seconds"), "time": p.get("time") or "-",
+                "file": Path(record["_path"]).name if record.get("_path") else "-",
+                "run": p.get("run") or "-", "run_here": str(folder) if folder else None,
+                "checkpoint": record.get("checkpoint") or "-",
+            })
+            if folder is not None and str(folder) not in run_rows:
+                run_rows[str(folder)] = _run_summary(folder, record["method"])
+        out_groups.append({"title": title, "records": rows})
+    return {"groups": out_groups, "runs": list(run_rows.values()), "environments": list(environments.values())}
+
+
+def _seed_key(seed) -> tuple:
+    return (seed is None, seed if isinstance(seed, (int, float)) else 0)
 
 
 def _run_summary(folder: Path, method: str) -> dict:

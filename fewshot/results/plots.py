@@ -67,8 +67,8 @@ def plot_sweep(points: pd.DataFrame, keys: list[str], out: str | Path, levels: d
             ax.set_ylabel("accuracy (%)")
             ax.set_title(column)
             ax.grid(alpha=0.3)
-            if others or references is not None:
-                ax.legend(fontsize="small")
+            if others or references is not None:  # below the panel, where it hides no point
+                ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     if title:
         figure.suptitle(title)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,9 +157,11 @@ def plot_forest(rows: pd.DataFrame, out: str | Path, baseline: str, interval: st
         ax.axvline(0, color="0.3", linewidth=1)
         ax.set_yticks(range(len(labels)), labels[::-1], fontsize=8)
         ax.set_ylim(-0.7, len(labels) - 0.3)
-        ax.margins(x=0.25)
+        low, high = min(frame["low"].min(), 0.0), max(frame["high"].max(), 0.0)
+        span = (high - low) or 1.0
+        ax.set_xlim(low - 0.08 * span, high + 0.4 * span)  # room on the right for the p-values
         ax.set_title(column)
-        ax.set_xlabel(f"minus {baseline} (percent points)")
+        ax.set_xlabel(f"method \u2212 {baseline} (percent points)")
         ax.grid(alpha=0.3, axis="x")
     figure.suptitle(title or f"paired difference from {baseline} on the same episodes, {interval}")
     return _save(figure, out)

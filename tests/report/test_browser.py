@@ -103,7 +103,10 @@ def test_the_report_renders_in_chromium(report_inputs, tmp_path):
     for table_id, rows in tables.items():  # and no table has a missing or empty cell
         assert all(len(row) == len(rows[0]) for row in rows), table_id
         assert all(cell for row in rows for cell in row), table_id
-    assert {"paired-table", "provenance-records", "provenance-runs", "provenance-environments"} <= set(tables)
+    assert {"paired-table", "provenance-records-1", "provenance-records-2", "provenance-runs",
+            "provenance-environments"} <= set(tables)
+    n_records = len(main) + len(ablation)
+    assert sum(len(tables[f"provenance-records-{i}"]) - 1 for i in (1, 2)) == n_records
 
     # The screenshot: the whole page, of the report itself (no check script), kept for a person to look at.
     shot = tmp_path / "report-screenshot.png"

@@ -147,11 +147,22 @@ def test_every_image_is_a_png_beside_the_page_and_configs_are_linked(report):
         assert json.loads((index.parent / link).read_text()) == by_link[link]
 
 
+def test_provenance_lists_every_record_in_table_order(report):
+    _, page, inputs = report
+    main = page.tables["provenance-records-1"][1:]
+    assert len(main) == len(load_records([inputs["results"], inputs["elsewhere"]]))
+    assert [row[0][0] for row in main][:5] == ["far", "proto-a", "proto-a", "proto-a", "proto-a"]
+    assert [(row[1][0], row[2][0]) for row in main[1:5]] == [("3w1s", "0"), ("3w1s", "1"), ("3w2s", "0"), ("3w2s", "1")]
+    ablation = page.tables["provenance-records-2"][1:]
+    assert [row[0][0] for row in ablation] == ["baseline", "optim.lr=0.001", "optim.lr=0.01"]
+    assert all(row[13][0].endswith("not here)") or "(here: " in row[13][0] for row in main + ablation if row[13][0] != "-")
+
+
 def test_learning_curves_of_found_runs_and_missing_runs_named(report):
     index, page, inputs = report
     text = index.read_text()
     assert "img/curves.png" in page.images
-    assert "work-runs/omniglot-v3/far-away" in text and "not found here" in text
+    assert "work-runs/omniglot-v3/far-away" in text and "1 run folder named by the records\nnot found here" in text
     assert "Without a training run: pixels." in text
     runs = page.tables["provenance-runs"]
     assert sorted(row[1][0] for row in runs[1:]) == sorted(str(p) for p in inputs["run_dirs"].values())
