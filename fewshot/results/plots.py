@@ -1,6 +1,7 @@
 """Plots of results (matplotlib, Agg canvas: no display needed)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -69,8 +70,8 @@ def plot_sweep(points: pd.DataFrame, keys: list[str], out: str | Path, levels: d
             ax.grid(alpha=0.3)
             if others or references is not None:  # below the panel, where it hides no point
                 ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    if title:
-        figure.suptitle(title)
+    if title:  # wrapped to the figure's width: a one-key sweep is narrow
+        figure.suptitle(textwrap.fill(title, max(24, int(4.2 * len(keys) * 8))))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     figure.savefig(tmp, dpi=110)
