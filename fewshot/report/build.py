@@ -72,9 +72,6 @@ def build_report(records: list[dict], out: str | os.PathLike, runs: list[str | o
         raise FewshotError(f"unknown interval rule {ci!r}; choose one of {', '.join(CI_RULES)}")
     if not records:
         raise FewshotError("no result records to report")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # figures are drawn on Agg canvases anyway; never open a display
     final = Path(out)
     _check_folder(final)
     try:

@@ -249,7 +249,10 @@ def curves(title: str, records: list[dict], index: RunIndex, out: Path, name: st
         entry["label"] = label
         if entry["folder"] is None:
             section.missing.append({"label": label, "named": entry["named"]})
-    found = [e for e in runs.values() if e["folder"] is not None]
+    method_order = list(dict.fromkeys(m for e in runs.values() for m in e["methods"]))
+    ordered = sorted(runs.values(), key=lambda e: (method_order.index(e["methods"][0]), _seed_key(e["seed"])))
+    section.missing.sort(key=lambda m: [e["label"] for e in ordered].index(m["label"]))
+    found = [e for e in ordered if e["folder"] is not None]
     if by_config and found:
         labels = run_labels([read_config(e["folder"]) for e in found], [e["label"] for e in found])
         for entry, label in zip(found, labels):

@@ -1,5 +1,5 @@
 """The report in a real browser (headless Chromium): every table cell and image there, images decoded,
-no console errors; a screenshot is kept as a test artefact (printed; under pytest's tmp folder).
+no console errors; a screenshot is kept as a test artefact in test-artefacts/ (git-ignored; its path printed).
 
 Chromium is Debian's `chromium` package: `make test` installs it with apt where it is missing and apt is
 usable; elsewhere this test skips, saying so.
@@ -18,6 +18,8 @@ import pytest
 from fewshot.report import report_from_paths
 from fewshot.results.records import load_records
 from fewshot.results.tables import format_table
+
+ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artefacts"
 
 # Written into a copy of the page, never into the report (which needs no JavaScript): registered in <head>
 # so it sees every image's load or error, it writes what the browser saw into the DOM once all has loaded.
@@ -113,4 +115,7 @@ def test_the_report_renders_in_chromium(report_inputs, tmp_path):
     height = min(int(seen["height"]) + 40, 16000)
     taken = run_browser(browser, f"--window-size=1280,{height}", f"--screenshot={shot}", index.as_uri())
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
-    print(f"screenshot of the report: {shot}")
+    kept = ARTEFACTS / "report-screenshot.png"  # pytest's tmp folders rotate; this one stays (git ignores it)
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, kept)
+    print(f"screenshot of the report: {kept}")

@@ -134,6 +134,7 @@ def test_paired_differences_are_the_numbers_of_fewshot_compare(report):
 
 def test_every_image_is_a_png_beside_the_page_and_configs_are_linked(report):
     index, page, inputs = report
+    assert "<script" not in index.read_text()  # nothing needs JavaScript
     assert len(page.images) == len(set(page.images)) >= 5
     for src in page.images:
         assert not src.startswith(("/", "http", "data:")), src
