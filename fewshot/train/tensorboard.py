@@ -8,8 +8,9 @@ RUN/tensorboard/ carry the same scalars for people who watch runs in TensorBoard
     train/images_per_second                                   (images trained on between two rows over the
                                                                wall time between them, validation included)
 
-The training loop calls `ScalarLog.write(row)` wherever it writes a log.csv row, and `close()` at the end;
-`export_log(run)` writes the events of a finished run's log.csv afterwards (runs trained without the key).
+The training loop makes a `ScalarLog` before it writes the run folder, calls `resume_from(step)` when it
+resumes, `write(row)` wherever it writes a log.csv row, and `close()` at the end; `export_log(run)` writes
+the events of a finished run's log.csv afterwards (runs trained without the key).
 """
 from __future__ import annotations
 
@@ -47,28 +48,36 @@ def _number(value) -> float | None:
 class ScalarLog:
     """Writes log rows as TensorBoard scalars; a no-op unless enabled (default: the config's train.tensorboard).
 
-    `start_step`: the step a resumed run continues from; events after it from the stopped session are
-    purged, as the loop drops their log.csv rows.
+    Made before the run folder is written: a missing package is a one-line error then, and nothing is
+    written until the first row. A resumed run calls `resume_from(step)`: events the stopped session wrote
+    after that step are purged, as the loop drops their log.csv rows.
     """
 
     def __init__(self, run_dir: str | os.PathLike, config: dict, batch_kind: str = "episode",
-                 enabled: bool | None = None, start_step: int = 0) -> None:
+                 enabled: bool | None = None) -> None:
         self.enabled = bool(config.get("train", {}).get("tensorboard", False) if enabled is None else enabled)
+        self.folder = Path(run_dir) / FOLDER
         self._writer = None
+        self._purge_step: int | None = None
+        self._last = (0, 0.0)  # (step, seconds) of the previous row; the loop's seconds start at 0 each session
         if not self.enabled:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise FewshotError(MISSING) from None
-        self.folder = Path(run_dir) / FOLDER
-        self._writer = SummaryWriter(log_dir=str(self.folder), purge_step=start_step + 1 if start_step else None)
+        self._summary_writer = SummaryWriter
         self.images_per_step = images_per_step(config, batch_kind)
-        self._last = (start_step, 0.0)  # the loop's `seconds` count from the start of this session
+
+    def resume_from(self, step: int) -> None:
+        self._purge_step = step + 1 if step else None
+        self._last = (step, 0.0)
 
     def write(self, row: dict) -> None:
-        if self._writer is None:
+        if not self.enabled:
             return
+        if self._writer is None:
+            self._writer = self._summary_writer(log_dir=str(self.folder), purge_step=self._purge_step)
         step = int(row["step"])
         for key, tag in TAGS.items():
             value = _number(row.get(key))

@@ -58,6 +58,7 @@ def test_the_event_file_holds_the_scalars_of_log_csv(tiny_store, tiny_train_over
 def test_rows_written_as_the_loop_writes_them_and_a_resume_purges_later_events(tmp_path):
     config = load_config("siamese-triplet", {"train.tensorboard": True, "batch.classes": 8, "batch.per_class": 4})
     with ScalarLog(tmp_path, config, "pk") as log:
+        assert list(tmp_path.iterdir()) == []  # nothing written before the first row
         log.write({"step": 10, "loss": 1.5, "train_acc": float("nan"), "lr": 0.001, "seconds": 2.0})
         log.write({"step": 20, "loss": 1.0, "lr": 0.001, "val_acc": 50.0, "val_ci95": 2.0, "seconds": 4.0})
         log.write({"step": 30, "loss": 0.8, "lr": 0.0005, "seconds": 5.0})
@@ -67,7 +68,8 @@ def test_rows_written_as_the_loop_writes_them_and_a_resume_purges_later_events(t
     assert events["val/accuracy_low"] == [(20, 48.0)] and events["val/accuracy_high"] == [(20, 52.0)]
     assert events["train/images_per_second"] == [(10, 160.0), (20, 160.0), (30, 320.0)]  # 32 images a step
     # Resumed from the checkpoint of step 20: the stopped session's step 30 goes, as its log.csv row does.
-    with ScalarLog(tmp_path, config, "pk", start_step=20) as log:
+    with ScalarLog(tmp_path, config, "pk") as log:
+        log.resume_from(20)
         log.write({"step": 30, "loss": 0.7, "lr": 0.0005, "seconds": 1.0})
     events = read_events(tmp_path / FOLDER)
     assert events["train/loss"] == [(10, 1.5), (20, 1.0), (30, pytest.approx(0.7))]
