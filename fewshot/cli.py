@@ -11,7 +11,8 @@ import sys
 
 from fewshot.errors import FewshotError
 
-COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "embed", "table", "compare", "bench", "ablate", "curve", "demo", "list"]
+COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "embed", "table", "compare", "bench", "ablate",
+            "curve", "report", "demo", "list"]
 
 
 class _OneLineErrors:

@@ -84,6 +84,8 @@ DEFAULTS: dict[str, Any] = {
         "episodes_per_step": 1,
         # SyncBatchNorm across processes (GPUs only), so a PK batch split over ranks normalises as a whole.
         "sync_batchnorm": False,
+        # Also write the logged scalars as TensorBoard events in RUN/tensorboard/ (log.csv stays the record).
+        "tensorboard": False,
     },
     "eval": {"distance": "euclidean", "batch_episodes": 250},
 }
@@ -213,6 +215,8 @@ def flat(config: dict) -> dict[str, Any]:
 # Keys added after runs were made: left out of the digest while they hold these defaults, so a run made
 # before they existed keeps its digest (bench finds it, --resume accepts it).
 _LATER_KEYS = {"backbone": {"model": "", "weights": "", "pretrained": False, "input_size": 0}}
+# Keys that only write extra files (they change no step): never in the digest.
+_DIGEST_IGNORED = {"keep_every", "tensorboard"}
 
 
 def config_digest(config: dict) -> str:
@@ -223,8 +227,9 @@ def config_digest(config: dict) -> str:
         if isinstance(config.get(section), dict):
             config = {**config, section: {k: v for k, v in config[section].items()
                                           if not (k in defaults and v == defaults[k])}}
-    # train.keep_every only keeps copies of weights: it changes no step, and configs older than it lack it.
-    if isinstance(config.get("train"), dict) and "keep_every" in config["train"]:
-        config = {**config, "train": {k: v for k, v in config["train"].items() if k != "keep_every"}}
+    # train.keep_every and train.tensorboard only write extra files: they change no step, and configs older
+    # than them lack them.
+    if isinstance(config.get("train"), dict) and _DIGEST_IGNORED & set(config["train"]):
+        config = {**config, "train": {k: v for k, v in config["train"].items() if k not in _DIGEST_IGNORED}}
     text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

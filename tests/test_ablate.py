@@ -134,6 +134,10 @@ def test_ablate_command_with_two_jobs(tiny_store, tiny_train_overrides, tmp_path
     assert "running 2 now with 2 job(s)" in out and "2 of 2 points finished" in out
     assert len(list((tmp_path / "r").glob("*.json"))) == 2
     assert "| optim.lr=0.001 |" in out and "| optim.lr=0.01 |" in out
+    report = load_spec(spec).out / "report" / "index.html"
+    assert f"report: {report}" in out
+    page = report.read_text()
+    assert "ablation-table-1" in page and 'src="img/ablation-' in page and 'src="img/curves-ablation-1.png"' in page
 
 
 def test_command_line_overrides_apply_under_the_grid(tiny_store, tiny_train_overrides, tmp_path):

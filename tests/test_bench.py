@@ -117,5 +117,7 @@ def test_bench_command_prints_the_table(tiny_store, tiny_train_overrides, tmp_pa
     out = capsys.readouterr().out
     assert "training protonet (seed 0)" in out
     assert "| method | 3w1s |" in out and "\n| protonet | **" in out
+    report = tmp_path / "r" / "report-protonet" / "index.html"
+    assert f"report: {report}" in out and 'src="img/curves.png"' in report.read_text()
     assert main(argv) == 0
     assert "record exists" in capsys.readouterr().out

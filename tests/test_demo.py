@@ -15,6 +15,9 @@ def test_demo_runs_end_to_end_and_prints_a_table(tmp_path, capsys):
     assert "| method | 5w1s | 5w5s |" in printed
     assert "protonet" in rows and "pixels" in rows
     assert json.loads((out / "run" / "run.json").read_text())["steps"] == 20
+    assert f"report: {out / 'report' / 'index.html'}" in printed
+    page = (out / "report" / "index.html").read_text()
+    assert "Paired differences from pixels" in page and 'src="img/curves.png"' in page
     records = sorted((out / "results").glob("*.json"))
     assert len(records) == 4  # protonet and pixels x 5w1s and 5w5s
     for path in records:

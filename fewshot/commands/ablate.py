@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
           + (f", {outcome.pending} not run yet (--max-points)" if outcome.pending else "")
           + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
     if outcome.table:
-        print(f"table: {outcome.table}\nplot:  {outcome.plot}\n")
+        from fewshot.report import build_report
+        report = build_report(outcome.records, spec.out / "report", runs=[spec.out / "runs"],
+                              title=f"ablation {spec.name}")
+        print(f"table: {outcome.table}\nplot:  {outcome.plot}\nreport: {report}\n")
         print(outcome.table.read_text(), end="")
     return 1 if outcome.failed else 0

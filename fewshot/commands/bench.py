@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench
 from fewshot.commands.common import add_device, positive_int
@@ -72,4 +73,8 @@ def run(args: argparse.Namespace) -> int:
                     args.count)
     print()
     print(format_table(records, args.format), end="")
+    from fewshot.report import build_report  # here, not at the top: `fewshot --help` need not load it
+    report = build_report(records, Path(args.results) / f"report-{Path(args.method).stem}", runs=[args.runs],
+                          baseline="pixels" if args.floor else None, title=f"fewshot bench {args.method}")
+    print(f"\nreport: {report}")
     return 0

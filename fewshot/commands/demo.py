@@ -65,5 +65,7 @@ def run(args: argparse.Namespace) -> int:
         write_record(record, results / f"{record['method']}-{record['setting']}.json")
     print("[4/4] results (accuracy %, mean +- 95% CI over episodes)\n")
     print(format_table(records, "md"))
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; records in {results}")
+    from fewshot.report import build_report
+    report = build_report(records, out / "report", runs=[run_dir], baseline="pixels", title="fewshot demo")
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; records in {results}; report: {report}")
     return 0

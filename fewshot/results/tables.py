@@ -180,39 +180,54 @@ def _row_labels(data: TableData) -> dict[str, str]:
     return {row: row if seeds[row] == 1 else f"{row} ({seeds[row]} seeds)" for row in data.rows}
 
 
-def _grid(data: TableData, decimals: int, bold: tuple[str, str], pm: str, star: str = "*") -> list[list[str]]:
-    """Rows of cell strings (label first); `bold` wraps best/tied cells, `pm` is the plus-minus sign,
-    `star` marks a significant difference from the baseline."""
+@dataclass(frozen=True)
+class GridCell:
+    """One table cell before formatting: `text` (numbers), `bold` (best or tied), `note` after the bold
+    part (a differing seed count), `significant` (a baseline difference with p < 0.05)."""
+
+    text: str
+    bold: bool = False
+    note: str = ""
+    significant: bool = False
+
+
+def table_grid(data: TableData, decimals: int = 2, pm: str = "+-") -> list[list[GridCell]]:
+    """Rows of cells (row label first) in the table's order: what every renderer (md, latex, the HTML
+    report) prints, so they cannot disagree on a number, a bold mark or a star."""
     index = data.cells.set_index(["row", "column"])
     seeds = data.cells.groupby("row")["n_seeds"].max()
     labels = _row_labels(data)
     lines = []
     for row in data.rows:
-        line = [labels[row]]
+        line = [GridCell(labels[row])]
         for column in data.columns:
             if (row, column) not in index.index:
-                line.append("-")
+                line.append(GridCell("-"))
                 if data.baseline:
-                    line.append("-")
+                    line.append(GridCell("-"))
                 continue
             cell = index.loc[(row, column)]
-            text = f"{cell['mean']:.{decimals}f} {pm} {cell['half']:.{decimals}f}"
-            if cell["best"] or cell["tied"]:
-                text = f"{bold[0]}{text}{bold[1]}"
-            if cell["n_seeds"] != seeds[row]:
-                text += f" ({cell['n_seeds']} seeds)"
-            line.append(text)
+            note = f" ({cell['n_seeds']} seeds)" if cell["n_seeds"] != seeds[row] else ""
+            line.append(GridCell(f"{cell['mean']:.{decimals}f} {pm} {cell['half']:.{decimals}f}",
+                                 bool(cell["best"] or cell["tied"]), note))
             if data.baseline:
                 if np.isnan(cell["diff"]):
-                    line.append("-")
+                    line.append(GridCell("-"))
                 else:
-                    mark = star if cell["diff_p"] < SIGNIFICANCE else ""
-                    line.append(f"{cell['diff']:+.{decimals}f} {pm} {cell['diff_half']:.{decimals}f}{mark}")
+                    line.append(GridCell(f"{cell['diff']:+.{decimals}f} {pm} {cell['diff_half']:.{decimals}f}",
+                                         significant=bool(cell["diff_p"] < SIGNIFICANCE)))
         lines.append(line)
     return lines
 
 
-def _header(data: TableData) -> list[str]:
+def _grid(data: TableData, decimals: int, bold: tuple[str, str], pm: str, star: str = "*") -> list[list[str]]:
+    """Rows of cell strings (label first); `bold` wraps best/tied cells, `pm` is the plus-minus sign,
+    `star` marks a significant difference from the baseline."""
+    return [[(f"{bold[0]}{c.text}{bold[1]}" if c.bold else c.text) + c.note + (star if c.significant else "")
+             for c in line] for line in table_grid(data, decimals, pm)]
+
+
+def table_header(data: TableData) -> list[str]:
     header = ["method"]
     for column in data.columns:
         header.append(column)
@@ -222,7 +237,7 @@ def _header(data: TableData) -> list[str]:
 
 
 def render_markdown(data: TableData, decimals: int = 2) -> str:
-    header = _header(data)
+    header = table_header(data)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in _grid(data, decimals, ("**", "**"), "+-")]
     return "\n".join(lines) + f"\n\nTable: {data.caption()}\n"
@@ -239,7 +254,7 @@ def latex_escape(text: str) -> str:
 def render_latex(data: TableData, decimals: int = 2) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); the pixel floor is set off by a rule."""
     grid = _grid(data, decimals, ("\\textbf{", "}"), "$\\pm$", "$^{*}$")
-    header = [latex_escape(h) for h in _header(data)]
+    header = [latex_escape(h) for h in table_header(data)]
     caption = (latex_escape(data.caption()).replace("+-", "$\\pm$").replace(">=", "$\\geq$")
                .replace("<", "$<$"))
     lines = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{caption}}}",

@@ -33,6 +33,7 @@ from fewshot.provenance import environment, git_commit, now
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from fewshot.stats import mean_ci95
 from fewshot.train.ddp import backward_step, separate_rank_rng, wrap_for_training
+from fewshot.train.tensorboard import ScalarLog
 
 LOG_FIELDS = ["step", "loss", "train_acc", "lr", "val_acc", "val_ci95", "seconds"]
 
@@ -123,6 +124,9 @@ class _TrainingRun:
         self.optimizer, self.scheduler = build_optimizer(self.learner, config)
         self.source = BatchSource(self.learner.batch_kind, self.split, config, config["seed"])
         self.val_split, self.val_batch = val_episodes(self.store, config)
+        # Before the run folder is written: a missing tensorboard package then fails with nothing written.
+        self.scalars = ScalarLog(self.out, config, self.learner.batch_kind,
+                                 enabled=self.writer and self.t.get("tensorboard", False))
         self.step, self.best = 0, {"val_acc": -1.0, "step": 0}
         self.started = time.perf_counter()
 
@@ -147,6 +151,7 @@ class _TrainingRun:
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:  # CIR and dropout draw on the GPU
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.best = state["step"], state["best"]
+        self.scalars.resume_from(self.step)
         if self.writer:
             _truncate_log(self.out / "log.csv", self.step)
 
@@ -181,10 +186,12 @@ class _TrainingRun:
                     bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", val=f"{val_acc:.2f}")
                 if row is not None:
                     self.log.write(row)
+                    self.scalars.write(row)
                 self.save_checkpoints()
         finally:
             bar.close()
             self.log.close()
+            self.scalars.close()
 
     def train_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimizer step on this rank's batches; loss and metrics come back as global means."""

@@ -46,3 +46,20 @@ def test_panels_with_references_and_levels(tmp_path):
 def test_a_value_missing_from_the_levels_is_an_error(tmp_path):
     with pytest.raises(ValueError):
         plot_sweep(sweep_frame(), ["optim.lr", "loss.name"], tmp_path / "x.png", levels={"optim.lr": [0.1]})
+
+
+def test_forest_distribution_and_by_factor_plots(tmp_path):
+    from fewshot.results.plots import p_text, plot_by_factor, plot_distributions, plot_forest
+
+    assert p_text(0.0) == "p<1e-300" and p_text(0.0312) == "p=0.031"
+    rows = pd.DataFrame([{"label": "cir", "column": "5w1s", "diff": -1.0, "low": -1.5, "high": -0.5, "p": 0.001},
+                         {"label": "pixels", "column": "5w1s", "diff": -60.0, "low": -61.0, "high": -59.0, "p": 0.0},
+                         {"label": "cir", "column": "5w5s", "diff": 0.1, "low": -0.2, "high": 0.4, "p": 0.5}])
+    # figsize (1.8 + 3.6 * 2 settings, max(2.4, 1.3 + 0.42 * 2 labels)) inches at 110 dpi
+    assert png_size(plot_forest(rows, tmp_path / "forest.png", "protonet", "normal 95% CI")) == (990, 264)
+    panels = {"5w1s": [("a", [50.0, 60.0, 70.0]), ("b", [80.0, 80.0, 80.0])], "5w5s": [("a", [90.0, 95.0, 100.0])]}
+    assert png_size(plot_distributions(panels, tmp_path / "violins.png")) == (572, 418)  # (1.6 + 0.9*2*2) x 3.8
+    points = pd.DataFrame([{"method": "m", "column": "10w1s", "value": v, "mean": 90.0 - v, "half": 1.0}
+                           for v in (3, 5, 10)])
+    assert png_size(plot_by_factor(points, "ways", tmp_path / "ways.png")) == (605, 374)  # (1.5 + 4) x 3.4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forest.png", "violins.png", "ways.png"]
