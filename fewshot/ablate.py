@@ -44,7 +44,7 @@ from fewshot.config import VALID_KEYS, config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
-from fewshot.results.records import check_results_folder
+from fewshot.results.records import check_results_folder, record_summary
 
 CONFIG_KEY = "config"
 SPEC_KEYS = {"name", "config", "data", "out", "seeds", "overrides", "grid", "baselines", "episodes", "description",
@@ -231,7 +231,7 @@ def _run_point(task: dict) -> dict:
     except FewshotError as exc:
         return {"index": task["index"], "ok": False, "error": str(exc)}
     return {"index": task["index"], "ok": True, "how": how,
-            "records": [(r["setting"], r["mean"], r["ci95"], r["_path"]) for r in records]}
+            "records": [(r["setting"], record_summary(r), r["_path"]) for r in records]}
 
 
 @dataclass
@@ -283,7 +283,7 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
         point = task["point"]
         if outcome["ok"]:
             ran += 1
-            summary = "; ".join(f"{s} {m:.2f} +- {c:.2f}" for s, m, c, _ in outcome["records"])
+            summary = "; ".join(f"{s} {interval}" for s, interval, _ in outcome["records"])
             log(f"  [{done_before + ran}/{len(points)}] {point.label} seed {point.seed} ({outcome['how']}): {summary}")
         else:
             failed.append((point, outcome["error"]))

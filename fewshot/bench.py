@@ -21,7 +21,7 @@ from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
-from fewshot.results.records import check_results_folder
+from fewshot.results.records import check_results_folder, record_summary
 
 DEFAULT_QUERIES = 15
 DEFAULT_COUNT = 1000
@@ -205,11 +205,11 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
             continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
         for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
-            log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} -> {record['_path']}")
+            log(f"  {record['setting']}: {record_summary(record)} -> {record['_path']}")
             records.append(record)
     if floor:
         log("pixels (raw-pixel floor):")
         for record in evaluate_floor(data, store, files, results, existing, device_name):
-            log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} ({record['_path']})")
+            log(f"  {record['setting']}: {record_summary(record)} ({record['_path']})")
             records.append(record)
     return records

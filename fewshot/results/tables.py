@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.errors import FewshotError
-from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, mean_interval, paired_difference, seed_interval
+from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, format_interval, mean_interval, paired_difference, seed_interval
 
 PIXEL_METHOD = "pixels"
 SIGNIFICANCE = 0.05
@@ -196,7 +196,7 @@ def _grid(data: TableData, decimals: int, bold: tuple[str, str], pm: str, star: 
                     line.append("-")
                 continue
             cell = index.loc[(row, column)]
-            text = f"{cell['mean']:.{decimals}f} {pm} {cell['half']:.{decimals}f}"
+            text = format_interval(cell["mean"], cell["half"], decimals, pm)
             if cell["best"] or cell["tied"]:
                 text = f"{bold[0]}{text}{bold[1]}"
             if cell["n_seeds"] != seeds[row]:
