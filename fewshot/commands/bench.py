@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", default="work-runs", help="runs folder (default ./work-runs, which git ignores)")
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: training prints a plain line every few log rows instead")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
     p.set_defaults(func=run)
@@ -68,8 +69,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
-                    args.overrides, args.device, args.precision, not args.no_progress, args.floor, args.queries,
-                    args.count)
+                    args.overrides, args.device, args.precision, "lines" if args.no_progress else True, args.floor,
+                    args.queries, args.count)
     print()
     print(format_table(records, args.format), end="")
     return 0

@@ -35,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.decimals < 0:
         raise FewshotError(f"--decimals must be 0 or more, got {args.decimals}")
     records = load_records(args.results)
-    # On stderr, so that the table on stdout can be redirected to a file as it is.
-    print(f"read {len(records)} result record{'s' if len(records) != 1 else ''} from "
-          f"{', '.join(args.results)}", file=sys.stderr)
     text = format_table(records, args.format, args.decimals, baseline=args.baseline, ci=args.ci,
                         per_seed=args.per_seed)
+    # On stderr, so that the table on stdout can be redirected to a file as it is (and after the table, so
+    # that a refusal stays one line).
+    print(f"read {len(records)} result record{'s' if len(records) != 1 else ''} from "
+          f"{', '.join(args.results)}", file=sys.stderr)
     print(text, end="")
     return 0
