@@ -169,7 +169,8 @@ def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], res
 
 def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
           seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
-          results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
+          results: str | Path = "work-runs/results", runs: str | Path = "work-runs",
+          overrides: list[str] | None = None,
           device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
           queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print) -> list[dict]:
     """Train/reuse one run per seed, evaluate each on every episode file; return all its records."""

@@ -55,7 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--episodes", nargs="+", metavar="FILE", help="episode files (instead of --ways/--shots)")
     p.add_argument("--queries", type=positive_int, default=DEFAULT_QUERIES, help="queries a class of default episodes")
     p.add_argument("--count", type=positive_int, default=DEFAULT_COUNT, help="episodes per default episode file")
-    p.add_argument("--results", default="results", help="results folder (default ./results)")
+    # Not ./results: that folder holds the committed tables of real runs, with their provenance.
+    p.add_argument("--results", default="work-runs/results",
+                   help="results folder (default ./work-runs/results, which git ignores)")
     p.add_argument("--runs", default="work-runs", help="runs folder (default ./work-runs, which git ignores)")
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")

@@ -20,7 +20,7 @@ import torch
 
 from fewshot import distributed
 from fewshot.atomic import write_json_atomic
-from fewshot.config import config_digest, flat
+from fewshot.config import LATE_KEYS, config_digest, flat
 from fewshot.data.store import Store, StoreSplit
 from fewshot.device import autocast, resolve_device, tune_allocator
 from fewshot.episodes.sampler import EpisodeSampler
@@ -73,7 +73,7 @@ EXTENDABLE = "train.steps"
 
 def check_resumable(saved: dict, config: dict, config_file: Path) -> None:
     """Refuse a resume whose config differs from the saved one, naming the keys, unless only train.steps grew."""
-    old, new = flat(saved), flat(config)
+    old, new = {**LATE_KEYS, **flat(saved)}, {**LATE_KEYS, **flat(config)}  # a late key absent is its default
     differ = sorted(k for k in old.keys() | new.keys() if k != "train.keep_every" and old.get(k) != new.get(k))
     if differ == [EXTENDABLE] and new[EXTENDABLE] > old[EXTENDABLE]:
         return  # extending the run: it continues to the new train.steps
