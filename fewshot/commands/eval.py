@@ -67,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         where = ""
         if args.out:
             path, replaced = write_record_reporting(record, args.out)
-            where = f" -> {path}" + (" (replaced the earlier record of this same evaluation)" if replaced else "")
+            same = "the file" if Path(args.out).suffix == ".json" else "the earlier record of this same evaluation"
+            where = f" -> {path}" + (f" (replaced {same})" if replaced else "")
         print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
               f"{record_summary(record)}{where}")
     return 0
