@@ -31,6 +31,7 @@ max(1, cores // jobs) torch threads.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import tomllib
@@ -40,11 +41,11 @@ from typing import Any, Callable
 
 from fewshot.bench import (DEFAULT_COUNT, DEFAULT_QUERIES, EPISODE_SEED, check_episode_files, evaluate_and_write,
                            fixed_episode_files, index_records, missing_files, run_folder, store_id, train_or_reuse)
-from fewshot.config import VALID_KEYS, config_digest, load_config
+from fewshot.config import DEFAULTS, VALID_KEYS, apply_overrides, config_digest, load_config, unknown_key_message
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
-from fewshot.results.records import check_results_folder
+from fewshot.results.records import check_results_folder, record_summary
 
 CONFIG_KEY = "config"
 SPEC_KEYS = {"name", "config", "data", "out", "seeds", "overrides", "grid", "baselines", "episodes", "description",
@@ -124,9 +125,12 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
         raise FewshotError(f"{path}: the [grid] is empty; list at least one config key with its values")
     for key, values in grid.items():
         if key != CONFIG_KEY and key not in VALID_KEYS:
-            raise FewshotError(f"{path}: grid key {key!r} is not a config key (see `fewshot list` or fewshot/config.py)")
+            raise FewshotError(f"{path}: [grid] {unknown_key_message(key)}")
         if not isinstance(values, list) or not values:
             raise FewshotError(f"{path}: grid key {key!r} must list its values, e.g. {key!r} = [a, b]")
+        if key != CONFIG_KEY:
+            for value in values:  # each value alone, so the error names the one that is wrong
+                apply_overrides(copy.deepcopy(DEFAULTS), {key: value}, f"{path}: [grid] {key} = {value!r}")
     baselines = raw.get("baselines") or []
     if not isinstance(baselines, list) or not all(isinstance(b, dict) and b for b in baselines):
         raise FewshotError(f"{path}: baselines must be a list of override tables, e.g. baselines = "
@@ -135,7 +139,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
     for b in baselines:
         for key in b:
             if key != CONFIG_KEY and key not in VALID_KEYS:
-                raise FewshotError(f"{path}: baseline key {key!r} is not a config key")
+                raise FewshotError(f"{path}: baselines: {unknown_key_message(key)}")
     if CONFIG_KEY not in raw and CONFIG_KEY not in grid:
         raise FewshotError(f"{path}: name the base method with config = \"METHOD\"")
     data = data or raw.get("data")
@@ -153,7 +157,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
             raise FewshotError(f"override {text!r} is not key=value (for example train.steps=100)")
         key, value = (part.strip() for part in text.split("=", 1))
         if key not in VALID_KEYS:
-            raise FewshotError(f"override key {key!r} is not a config key (see fewshot/config.py)")
+            raise FewshotError(f"override: {unknown_key_message(key)}")
         overrides[key] = value
     if "seed" in overrides or "seed" in grid:
         raise FewshotError(f"{path}: give seeds with seeds = [...], not as an override or grid key")
@@ -225,13 +229,13 @@ def _run_point(task: dict) -> dict:
     run_dir = Path(task["run_dir"])
     quiet: Callable[[str], None] = lambda message: None  # noqa: E731 - the parent reports per point
     try:
-        how = train_or_reuse(task["config"], task["data"], run_dir, False, task["device"], quiet)
+        how = train_or_reuse(task["config"], task["data"], run_dir, task.get("progress", False), task["device"], quiet)
         records = evaluate_and_write(run_dir, task["data"], files, task["results"], task["device"],
                                      method=task["label"], extra={"ablation": task["ablation"]})
     except FewshotError as exc:
         return {"index": task["index"], "ok": False, "error": str(exc)}
     return {"index": task["index"], "ok": True, "how": how,
-            "records": [(r["setting"], r["mean"], r["ci95"], r["_path"]) for r in records]}
+            "records": [(r["setting"], record_summary(r), r["_path"]) for r in records]}
 
 
 @dataclass
@@ -247,8 +251,11 @@ class AblationOutcome:
 
 
 def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None = None, max_points: int | None = None,
-                 device_name: str | None = None, log: Callable[[str], None] = print) -> AblationOutcome:
-    """Run every unfinished point (at most `max_points` this time), then write the table and plot."""
+                 device_name: str | None = None, log: Callable[[str], None] = print,
+                 progress: bool | str = False) -> AblationOutcome:
+    """Run every unfinished point (at most `max_points` this time), then write the table and plot.
+
+    `progress` is each training run's (fewshot.train.loop.train); worker processes (jobs > 1) ignore it."""
     if jobs < 1:
         raise FewshotError(f"--jobs must be 1 or more, got {jobs}")
     points = expand(spec)
@@ -270,7 +277,7 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
             tasks.append({"index": len(tasks), "point": point, "config": point.config, "data": spec.data,
                           "run_dir": str(run_folder(runs, store, point.config)), "results": str(results),
                           "episode_paths": [str(f.path) for f in todo], "label": point.label,
-                          "device": device_name or spec.device,
+                          "device": device_name or spec.device, "progress": progress if jobs == 1 else False,
                           "ablation": {"spec": spec.name, "point": point.values, "seed": point.seed}})
     done_before = len(points) - len(tasks)
     limit = len(tasks) if max_points is None else max(0, min(max_points, len(tasks)))
@@ -283,7 +290,7 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
         point = task["point"]
         if outcome["ok"]:
             ran += 1
-            summary = "; ".join(f"{s} {m:.2f} +- {c:.2f}" for s, m, c, _ in outcome["records"])
+            summary = "; ".join(f"{s} {interval}" for s, interval, _ in outcome["records"])
             log(f"  [{done_before + ran}/{len(points)}] {point.label} seed {point.seed} ({outcome['how']}): {summary}")
         else:
             failed.append((point, outcome["error"]))

@@ -21,7 +21,7 @@ from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
-from fewshot.results.records import check_results_folder
+from fewshot.results.records import check_results_folder, record_summary
 
 DEFAULT_QUERIES = 15
 DEFAULT_COUNT = 1000
@@ -169,7 +169,8 @@ def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], res
 
 def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
           seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
-          results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
+          results: str | Path = "work-runs/results", runs: str | Path = "work-runs",
+          overrides: list[str] | None = None,
           device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
           queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print) -> list[dict]:
     """Train/reuse one run per seed, evaluate each on every episode file; return all its records."""
@@ -205,11 +206,11 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
             continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
         for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
-            log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} -> {record['_path']}")
+            log(f"  {record['setting']}: {record_summary(record)} -> {record['_path']}")
             records.append(record)
     if floor:
         log("pixels (raw-pixel floor):")
         for record in evaluate_floor(data, store, files, results, existing, device_name):
-            log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} ({record['_path']})")
+            log(f"  {record['setting']}: {record_summary(record)} ({record['_path']})")
             records.append(record)
     return records

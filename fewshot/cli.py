@@ -26,6 +26,17 @@ class _Parser(_OneLineErrors, argparse.ArgumentParser):
     pass
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it already names it (or has none worth naming)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == [] or action.default == ""
+        if action.option_strings and "default" not in text and not nothing and action.default is not argparse.SUPPRESS:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fewshot",
@@ -40,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb_parser in sub.choices.values():  # also verbs that swap in their own parser class (bench)
         if not isinstance(verb_parser, _OneLineErrors):
             verb_parser.__class__ = type(type(verb_parser).__name__, (_OneLineErrors, type(verb_parser)), {})
+        verb_parser.formatter_class = _DefaultsShown
     return parser
 
 

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "grad_through_means": False,
         "position": "after_norm",
         "global_batch": False,
+        "apply_to": "all",  # siamese (triplet) learner: "anchors" moves only the anchors' features
     },
     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "step_size": 2000, "gamma": 0.5, "momentum": 0.9},
     "train": {
@@ -104,6 +105,87 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 VALID_KEYS = _flatten(DEFAULTS)
 
+# One line of help a key, for `fewshot list keys` (tests/commands/test_list.py checks that every key has one).
+KEY_HELP: dict[str, str] = {
+    "name": "method name in run folders, records and tables",
+    "seed": "seed of initialisation, training sampler and validation episodes",
+    "learner": "prototypical (episodes), siamese (triplet), center (center contrastive) or classifier (cross-entropy)",
+    "backbone.name": "conv4, resnet12 or resnet18 (see `fewshot list`)",
+    "backbone.hidden": "channels of every conv4 block",
+    "backbone.dropblock": "DropBlock probability of resnet12 (0: off)",
+    "head.kind": "embedding head on the backbone: identity, linear or mlp",
+    "head.dim": "output size of a linear or mlp head",
+    "head.hidden": "hidden width of an mlp head",
+    "head.normalize": "L2-normalise embeddings",
+    "episodes.ways": "classes a training episode (prototypical learner)",
+    "episodes.shots": "support images a class of a training episode",
+    "episodes.queries": "query images a class of a training episode",
+    "batch.classes": "P, classes of a PK training batch (siamese, center, classifier)",
+    "batch.per_class": "K, images a class of a PK training batch",
+    "loss.name": "training loss: prototypical, triplet, center_contrastive, cross_entropy, label_smoothing",
+    "loss.distance": "euclidean or cosine, in the loss",
+    "loss.margin": "triplet margin",
+    "loss.mining": "triplet mining: batch_hard, semi_hard or all",
+    "loss.soft_margin": "softplus instead of the hinge (Hermans's soft margin)",
+    "loss.triplet_reduction": "nonzero (mean over active triplets) or mean (over all mined)",
+    "loss.global_mining": "mine triplets over all processes' batches (docs/distributed.md)",
+    "loss.scale": "center contrastive: logit scale s",
+    "loss.center_margin": "center contrastive: margin m (variant margin)",
+    "loss.center_lambda": "center contrastive: weight of the pull to the own center",
+    "loss.variant": "center contrastive: margin or temperature",
+    "loss.temperature": "center contrastive: tau (variant temperature)",
+    "loss.center_update": "center contrastive: centers learned by gradient or ema",
+    "loss.center_momentum": "center contrastive: momentum of ema centers",
+    "loss.center_lr_scale": "center contrastive: learning rate of learned centers, times optim.lr",
+    "loss.smoothing": "classifier: label smoothing",
+    "cir.enabled": "Class Interference Regularization on training features",
+    "cir.p": "CIR: probability that a sample is moved",
+    "cir.alpha": "CIR: step towards the negative class mean (1: onto it)",
+    "cir.alpha_random": "CIR: each sample's step drawn from U(0, alpha)",
+    "cir.negative": "CIR: random (one other class) or mean (of all other class means)",
+    "cir.means": "CIR: batch class means or a running memory of them",
+    "cir.memory_momentum": "CIR: momentum of the memory of class means",
+    "cir.grad_through_means": "CIR: let gradients flow through the class means",
+    "cir.position": "CIR: before_norm (features as given) or after_norm (their directions)",
+    "cir.global_batch": "CIR: class means over all processes' batches",
+    "cir.apply_to": "CIR in the triplet (siamese) learner: all samples, or anchors only (positives, negatives clean)",
+    "optim.name": "adam or sgd (Nesterov)",
+    "optim.lr": "learning rate",
+    "optim.weight_decay": "weight decay",
+    "optim.step_size": "steps between learning-rate decays (StepLR)",
+    "optim.gamma": "learning-rate factor at each decay",
+    "optim.momentum": "sgd momentum",
+    "train.steps": "training steps (episodes or batches); a larger value with --resume extends a run",
+    "train.split": "store split to train on (e.g. train, trainval)",
+    "train.val_split": "store split to validate on",
+    "train.val_every": "steps between validations (0: none; the last step is the model)",
+    "train.val_episodes": "validation episodes (drawn once from seed + 10000)",
+    "train.val_ways": "ways of validation episodes (at most the val split's classes)",
+    "train.val_shots": "shots of validation episodes",
+    "train.val_queries": "queries a class of validation episodes",
+    "train.checkpoint_every": "steps between resumable checkpoints (checkpoints/last.pt)",
+    "train.keep_every": "keep the weights of every N-th step as checkpoints/step-N.pt (0: none)",
+    "train.log_every": "steps a row of log.csv covers (plain progress lines come every few rows)",
+    "train.device": "auto, cpu, cuda or cuda:N (--device overrides)",
+    "train.precision": "fp32, or bf16/fp16 autocast (--precision overrides)",
+    "train.channels_last": "channels_last memory format (faster conv on CPU)",
+    "train.compile": "torch.compile the loss",
+    "train.augment": "reserved: no built-in learner augments yet (changes only the config digest)",
+    "train.max_grad_norm": "clip the gradient norm (0: off)",
+    "train.episodes_per_step": "episodes a step, the global batch of episodic learners",
+    "train.sync_batchnorm": "SyncBatchNorm across processes (GPUs)",
+    "eval.distance": "euclidean or cosine nearest-prototype scoring",
+    "eval.batch_episodes": "episodes scored at once (memory bound; results do not depend on it)",
+}
+
+
+def unknown_key_message(key: str) -> str:
+    """`unknown config key 'x'; did you mean 'y'?` (see `fewshot list keys`)."""
+    close = difflib.get_close_matches(key, VALID_KEYS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "; see `fewshot list keys`"
+    return f"unknown config key {key!r}{hint}"
+
+
 # Counts that must be 1 or more: 0 or less would train nothing, draw no episode, or divide by zero.
 POSITIVE_KEYS = {
     "episodes.ways", "episodes.shots", "episodes.queries", "batch.classes", "batch.per_class", "train.steps",
@@ -144,9 +226,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 def _set(config: dict, key: str, value: Any, where: str) -> None:
     if key not in VALID_KEYS:
-        close = difflib.get_close_matches(key, VALID_KEYS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise FewshotError(f"{where}: unknown config key {key!r}{hint}")
+        raise FewshotError(f"{where}: {unknown_key_message(key)}")
     node = config
     *parents, leaf = key.split(".")
     for part in parents:
@@ -192,12 +272,13 @@ def load_config(name_or_file: str = "protonet", overrides: list[str] | dict | No
     return config
 
 
-def apply_overrides(config: dict, overrides: list[str] | dict | None) -> dict:
+def apply_overrides(config: dict, overrides: list[str] | dict | None, where: str = "override") -> dict:
+    """Set `key=value` strings or a {key: value} dict on `config`; errors begin with `where`."""
     if not overrides:
         return config
     items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
     for key, value in items:
-        _set(config, key, value, "override")
+        _set(config, key, value, where)
     return config
 
 
@@ -212,9 +293,10 @@ def flat(config: dict) -> dict[str, Any]:
     return _flatten(config)
 
 
-# Keys added after runs were made: left out of the digest while they hold these defaults, so a run made
-# before they existed keeps its digest (bench finds it, --resume accepts it).
-_LATER_KEYS = {"backbone": {"model": "", "weights": "", "pretrained": False, "input_size": 0}}
+# Keys added after runs and records existed: a config without one meant its default, so at its default a key
+# is left out of the digest (older runs and records keep theirs) and counts as absent when resuming.
+LATE_KEYS = {"cir.apply_to": "all", "backbone.model": "", "backbone.weights": "", "backbone.pretrained": False,
+             "backbone.input_size": 0}
 # Keys that only write extra files (they change no step): never in the digest.
 _DIGEST_IGNORED = {"keep_every", "tensorboard"}
 
@@ -223,13 +305,13 @@ def config_digest(config: dict) -> str:
     """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse)."""
     import hashlib
 
-    for section, defaults in _LATER_KEYS.items():
-        if isinstance(config.get(section), dict):
-            config = {**config, section: {k: v for k, v in config[section].items()
-                                          if not (k in defaults and v == defaults[k])}}
     # train.keep_every and train.tensorboard only write extra files: they change no step, and configs older
     # than them lack them.
     if isinstance(config.get("train"), dict) and _DIGEST_IGNORED & set(config["train"]):
         config = {**config, "train": {k: v for k, v in config["train"].items() if k not in _DIGEST_IGNORED}}
+    for key, default in LATE_KEYS.items():
+        section, leaf = key.split(".")
+        if isinstance(config.get(section), dict) and config[section].get(leaf, default) == default:
+            config = {**config, section: {k: v for k, v in config[section].items() if k != leaf}}
     text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

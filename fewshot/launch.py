@@ -86,7 +86,7 @@ def _worker(local_rank: int, nproc: int, port: int, threads: int, fn: Callable, 
     report(("ok", value))
 
 
-def _train_worker(config: dict, data: str, out: str, resume: bool, progress: bool, device_name: str) -> dict:
+def _train_worker(config: dict, data: str, out: str, resume: bool, progress: bool | str, device_name: str) -> dict:
     from fewshot.train.loop import train
 
     return train(config, data, out, resume=resume, progress=progress, device_name=device_name)
@@ -108,8 +108,9 @@ def launch(args: argparse.Namespace) -> int:
         if args.nproc > torch.cuda.device_count():
             raise FewshotError(f"--nproc {args.nproc} but {torch.cuda.device_count()} GPUs are visible; use "
                                "--nproc at most that, or --device cpu")
+    progress = False if getattr(args, "quiet", False) else "lines" if args.no_progress else True
     summaries = run_local_workers(_train_worker, args.nproc, (config, args.data, args.out, args.resume,
-                                                              not args.no_progress, str(device)))
+                                                              progress, str(device)))
     summary = summaries[0]
     best = summary["best"]
     val = f", best val {best['val_acc']:.2f}% at step {best['step']}" if best.get("val_acc") is not None else ""

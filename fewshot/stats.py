@@ -28,6 +28,12 @@ def mean_ci95(accuracies: np.ndarray | list[float]) -> tuple[float, float]:
     return float(acc.mean()), float(1.96 * acc.std(ddof=0) / math.sqrt(acc.size))
 
 
+def format_interval(mean: float, half: float, decimals: int = 2, pm: str = "+-") -> str:
+    """`mean +- half` rounded once, to `decimals`: every verb that prints an interval prints it so (eval, bench,
+    ablate, table), from the same full-precision numbers, so they never disagree in the last digit."""
+    return f"{mean:.{decimals}f} {pm} {half:.{decimals}f}"
+
+
 def mean_ci95_t(accuracies: np.ndarray | list[float]) -> tuple[float, float]:
     """(mean, half-width) in percent of the Student-t 95% interval on the standard error (ddof 1)."""
     from scipy import stats

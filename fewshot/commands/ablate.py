@@ -24,6 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default: the spec's out)")
     p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                   help="mixed precision autocast on GPU for every point (default: the config's)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no training progress (with --jobs 1, each run otherwise shows a bar on a terminal, "
+                        "plain lines in a file; with more jobs the workers are always quiet)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
     p.set_defaults(func=run)
@@ -31,8 +36,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, args.data, args.out, args.overrides)
-    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device)
+    overrides = list(args.overrides) + ([f"train.precision={args.precision}"] if args.precision else [])
+    spec = load_spec(args.spec, args.data, args.out, overrides)
+    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device,
+                           progress=not args.no_progress and args.jobs == 1)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"
           + (f", {outcome.pending} not run yet (--max-points)" if outcome.pending else "")

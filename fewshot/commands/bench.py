@@ -56,11 +56,14 @@ def add_parser(sub) -> None:
     p.add_argument("--episodes", nargs="+", metavar="FILE", help="episode files (instead of --ways/--shots)")
     p.add_argument("--queries", type=positive_int, default=DEFAULT_QUERIES, help="queries a class of default episodes")
     p.add_argument("--count", type=positive_int, default=DEFAULT_COUNT, help="episodes per default episode file")
-    p.add_argument("--results", default="results", help="results folder (default ./results)")
+    # Not ./results: that folder holds the committed tables of real runs, with their provenance.
+    p.add_argument("--results", default="work-runs/results",
+                   help="results folder (default ./work-runs/results, which git ignores)")
     p.add_argument("--runs", default="work-runs", help="runs folder (default ./work-runs, which git ignores)")
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: training prints a plain line every few log rows instead")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
     p.set_defaults(func=run)
@@ -69,8 +72,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
-                    args.overrides, args.device, args.precision, not args.no_progress, args.floor, args.queries,
-                    args.count)
+                    args.overrides, args.device, args.precision, "lines" if args.no_progress else True, args.floor,
+                    args.queries, args.count)
     print()
     print(format_table(records, args.format), end="")
     from fewshot.report import build_report  # here, not at the top: `fewshot --help` need not load it

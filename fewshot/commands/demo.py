@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
     p.add_argument("--steps", type=int, default=DEMO_OVERRIDES["train.steps"], help="training steps")
     p.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: training prints a plain line every few log rows instead")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # the demo's own folder, left by a run stopped before its first checkpoint
         train(config, data, run_dir, resume=resume,
-              progress=not args.no_progress, device_name=args.device)
+              progress="lines" if args.no_progress else True, device_name=args.device)
     print(f"[3/4] evaluating on {args.episodes:,} fixed test episodes per setting (and the raw-pixel floor)")
     records = evaluate_run(run_dir, files, data, args.device) + evaluate_pixels(data, files, args.device)
     for record in records:

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
                        description="Embed the needed images once with the model in eval mode, classify every "
                                    "query by its nearest prototype, and write one JSON result record per "
                                    "episode file: mean, ci95 (1.96*std/sqrt(n), ddof 0), per-episode accuracies "
-                                   "and provenance.")
+                                   "and provenance. Evaluating the same run, checkpoint, head and episode file "
+                                   "into the same folder again replaces its record (atomically) and says so.")
     # --run-dir: torchrun's own parser takes `--run` for an abbreviation of its --run-path (docs/distributed.md)
     p.add_argument("--run", "--run-dir", dest="run", help="run folder from `fewshot train`")
     add_backbone_source(p)
@@ -38,8 +39,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Under `torchrun ... -m fewshot eval` every rank runs this: they share the work, rank 0 alone reports."""
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
-    from fewshot.device import resolve_device
     from fewshot import distributed
+    from fewshot.device import resolve_device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = distributed.local_device(resolve_device(args.device))
         with distributed.process_group(device):
@@ -51,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.episodes.files import load_episode_file
     from fewshot.evaluate.run import evaluate_embeddings, evaluate_pixels, evaluate_pretrained, evaluate_run
-    from fewshot.results.records import check_results_folder, write_record
+    from fewshot.results.records import check_results_folder, record_summary, write_record_reporting
     from fewshot import distributed
     if sum(map(bool, (args.run, args.backbone, args.embeddings))) != 1:
         raise FewshotError("give exactly one of --run RUN_DIR, --backbone pixels|timm:MODEL or --embeddings FILE")
@@ -85,7 +86,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
         raise FewshotError("--out names one .json file but several episode files were given; pass a folder")
     for record in records:
-        where = f" -> {write_record(record, args.out)}" if args.out else ""
+        where = ""
+        if args.out:
+            path, replaced = write_record_reporting(record, args.out)
+            same = "the file" if Path(args.out).suffix == ".json" else "the earlier record of this same evaluation"
+            where = f" -> {path}" + (f" (replaced {same})" if replaced else "")
         print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
-              f"{record['mean']:.2f} +- {record['ci95']:.2f}{where}")
+              f"{record_summary(record)}{where}")
     return 0

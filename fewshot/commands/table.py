@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
 from fewshot.errors import FewshotError
 from fewshot.results.records import load_records
 from fewshot.results.tables import format_table
@@ -16,10 +18,10 @@ def add_parser(sub) -> None:
                                    "p >= 0.05). Several seeds of one method (same method name, different seed): "
                                    "mean over seeds +- Student-t 95% CI over the seed means. A column mixing "
                                    "episode sets is refused. csv gives numbers: per column mean, ci95, bold (1/0).")
-    p.add_argument("results", nargs="+", help="result .json files or folders")
+    p.add_argument("results", nargs="+", help="result .json files or folders (searched with their subfolders)")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"],
                    help="md (with a caption line), csv (numeric columns), latex (booktabs table with caption)")
-    p.add_argument("--decimals", type=int, default=2)
+    p.add_argument("--decimals", type=int, default=2, help="digits after the point (default: 2)")
     p.add_argument("--ci", default="normal", choices=["normal", "t"],
                    help="interval over episodes: normal 1.96*std/sqrt(n), ddof 0 (default, the field's "
                         "convention) or Student-t, ddof 1")
@@ -32,7 +34,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.decimals < 0:
         raise FewshotError(f"--decimals must be 0 or more, got {args.decimals}")
-    text = format_table(load_records(args.results), args.format, args.decimals, baseline=args.baseline, ci=args.ci,
+    records = load_records(args.results)
+    text = format_table(records, args.format, args.decimals, baseline=args.baseline, ci=args.ci,
                         per_seed=args.per_seed)
+    # On stderr, so that the table on stdout can be redirected to a file as it is (and after the table, so
+    # that a refusal stays one line).
+    print(f"read {len(records)} result record{'s' if len(records) != 1 else ''} from "
+          f"{', '.join(args.results)}", file=sys.stderr)
     print(text, end="")
     return 0

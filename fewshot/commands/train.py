@@ -16,9 +16,13 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default="protonet", help=f"method name ({', '.join(list_configs())}) or a .toml file")
     p.add_argument("--data", required=True, help="prepared store folder")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue a stopped or killed run from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped or killed run from its last checkpoint, with the same config (e.g. "
+                        "--config RUN/config.json --resume); a larger train.steps=N extends a finished run")
     p.add_argument("--nproc", type=int, default=1, help="processes (torch.distributed; see README)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a plain line every few log rows instead (what output to a file gets)")
+    p.add_argument("--quiet", action="store_true", help="print nothing while training, only the final line")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
     p.set_defaults(func=run)
@@ -34,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         from fewshot.launch import launch
 
         return launch(args)
-    summary = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
-                    device_name=args.device)
+    progress = False if args.quiet else "lines" if args.no_progress else True
+    summary = train(config, args.data, args.out, resume=args.resume, progress=progress, device_name=args.device)
     best = summary["best"]
     val = f", best val {best['val_acc']:.2f}% at step {best['step']}" if best.get("val_acc") is not None else ""
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process gets here; one line is enough

@@ -48,21 +48,32 @@ class EpisodeBatch:
         return EpisodeBatch(self.classes[index], self.support[index], self.query[index])
 
 
+OPTION_NAMES = ("--ways", "--shots", "--queries")  # what `fewshot episodes` calls them
+
+
+def _setting(name: str, value: int) -> str:
+    """How to set it: `--ways 5` for an option, `episodes.ways=5` for a config key."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value}"
+
+
 def check_episode_shape(ways: int, shots: int, queries: int, class_counts: np.ndarray,
-                        class_names: list[str] | None = None, what: str = "split") -> None:
-    """Raise a one-line error when the split cannot supply such episodes."""
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+                        class_names: list[str] | None = None, what: str = "split",
+                        names: tuple[str, str, str] = OPTION_NAMES) -> None:
+    """Raise a one-line error when the split cannot supply such episodes; `names` are what the user set
+    ways, shots and queries with (options of `fewshot episodes`, or config keys like episodes.ways)."""
+    for name, value in zip(names, (ways, shots, queries)):
         if int(value) < 1:
-            raise FewshotError(f"{name} must be a positive integer, got {value}")
+            raise FewshotError(f"{name.lstrip('-')} must be a positive integer, got {value}")
     counts = np.asarray(class_counts)
     if ways > len(counts):
-        raise FewshotError(f"ways={ways} is more than the {len(counts)} classes of the {what}; use --ways {len(counts)} or fewer")
+        raise FewshotError(f"{names[0].lstrip('-')}={ways} is more than the {len(counts)} classes of the {what}; "
+                           f"use {_setting(names[0], len(counts))} or fewer")
     smallest = int(counts.argmin())
     if shots + queries > counts[smallest]:
         label = class_names[smallest] if class_names else f"class {smallest}"
         raise FewshotError(
             f"shots + queries = {shots + queries} is more than the {int(counts[smallest])} images of "
-            f"{label!r} (the smallest class of the {what}); lower --shots or --queries"
+            f"{label!r} (the smallest class of the {what}); lower {names[1]} or {names[2]}"
         )
 
 
@@ -74,9 +85,10 @@ class EpisodeSampler:
     """
 
     def __init__(self, class_counts: np.ndarray, ways: int, shots: int, queries: int, seed: int = 0,
-                 class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None, what: str = "split",
+                 names: tuple[str, str, str] = OPTION_NAMES) -> None:
         self.class_counts = np.asarray(class_counts, dtype=np.int64)
-        check_episode_shape(ways, shots, queries, self.class_counts, class_names)
+        check_episode_shape(ways, shots, queries, self.class_counts, class_names, what, names)
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._max_count = int(self.class_counts.max())

@@ -49,7 +49,8 @@ class BatchSource:
         if self.kind == "episode":
             e = config["episodes"]
             self.sampler = EpisodeSampler(split.class_counts, e["ways"], e["shots"], e["queries"], seed,
-                                          split.class_names)
+                                          split.class_names, f"{split.name} split",
+                                          ("episodes.ways", "episodes.shots", "episodes.queries"))
         else:
             b = config["batch"]
             self.sampler = PKSampler(split.class_counts, b["classes"], b["per_class"], seed)

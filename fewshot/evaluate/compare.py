@@ -55,6 +55,44 @@ def compare_records(a: dict, b: dict) -> Comparison:
                       b["provenance"].get("seed"))
 
 
+def pair_records(a: list[dict], b: list[dict], where_a: str = "A", where_b: str = "B") -> list[tuple[dict, dict]]:
+    """Pairs (a, b) of records on the same episode file, for comparing two folders of records.
+
+    On each episode file both sides have records for: one record each is a pair; otherwise records pair by
+    method and seed (the same method measured twice, e.g. before and after a change). Settings order the
+    pairs. An episode file with records on both sides that cannot be paired so is a one-line error.
+    """
+    def by_file(records: list[dict]) -> dict[str, list[dict]]:
+        groups: dict[str, list[dict]] = {}
+        for r in records:
+            groups.setdefault(r["provenance"]["episodes_checksum"], []).append(r)
+        return groups
+
+    left, right = by_file(a), by_file(b)
+    pairs = []
+    for checksum in left.keys() & right.keys():
+        ra, rb = left[checksum], right[checksum]
+        if len(ra) == 1 and len(rb) == 1:
+            pairs.append((ra[0], rb[0]))
+            continue
+        key = lambda r: (r["method"], r["provenance"].get("seed"))  # noqa: E731
+        keyed_b = {}
+        for r in rb:
+            keyed_b.setdefault(key(r), []).append(r)
+        matched = [(r, keyed_b[key(r)][0]) for r in ra if len(keyed_b.get(key(r), [])) == 1]
+        if not matched:
+            setting = ra[0]["setting"]
+            raise FewshotError(
+                f"{where_a} holds {len(ra)} and {where_b} {len(rb)} records on the {setting} episode file "
+                f"{checksum[:8]} with no method (and seed) in common ({', '.join(sorted({r['method'] for r in ra}))} "
+                f"against {', '.join(sorted({r['method'] for r in rb}))}); compare two record files instead")
+        pairs += matched
+    if not pairs:
+        raise FewshotError(f"no record of {where_a} was evaluated on the same episode file as a record of {where_b}; "
+                           "a paired comparison needs both evaluated on the same episodes")
+    return sorted(pairs, key=lambda pair: (pair[0]["dataset"], pair[0]["ways"], pair[0]["shots"], pair[0]["method"]))
+
+
 def format_comparison(comparison: Comparison, decimals: int = 2) -> str:
     c, d = comparison, comparison.difference
     f = f".{decimals}f"

@@ -8,17 +8,21 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fewshot.data.store import Store
+from fewshot.data.store import MappedReader, Store
 from fewshot.device import resolve_device, tune_allocator
 from fewshot.embeddings.file import EmbeddingFile, load_embedding_file
 from fewshot.episodes.files import EpisodeFile
 from fewshot.errors import FewshotError
 from fewshot.evaluate import distributed as sharded
 from fewshot.evaluate.embed import pixel_embed
+from fewshot.evaluate.exact import score_episodes_exact
 from fewshot.evaluate.pretrained import build_pretrained, store_channels
 from fewshot.models.initial_weights import restoring_checkpoint
 from fewshot.results.records import make_record
 from fewshot.runs import load_run
+
+# Recorded in exact floor records: what made them independent of the machine.
+EXACT_SCORING = "exact integer nearest class mean (ties to the lowest class index)"
 
 
 def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: Store | EmbeddingFile,
@@ -31,13 +35,8 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
     `extra` is added to every record (evaluate_run names the checkpoint and its step). With `embed` None,
     `store` is an embedding file (fewshot.embeddings) and its rows are the cache: nothing is embedded."""
     tune_allocator()
-    by_split: dict[str, list[EpisodeFile]] = {}
-    for f in episode_files:
-        if f.meta["split"] not in store.split_names:
-            raise FewshotError(f"episode file {f.path} is for split {f.meta['split']!r}, which store {store.root} lacks")
-        by_split.setdefault(f.meta["split"], []).append(f)
     records = []
-    for split_name, files in by_split.items():
+    for split_name, files in _files_by_split(store, episode_files).items():
         split = store.split(split_name)
         started = time.perf_counter()
         resolved = [f.resolve(split) for f in files]
@@ -56,6 +55,15 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
             records.append(make_record(method, acc, f.meta, split.checksum, config, run, seconds,
                                        extra={"distance": distance, **(extra or {})}))
     return records
+
+
+def _files_by_split(store: Store, episode_files: list[EpisodeFile]) -> dict[str, list[EpisodeFile]]:
+    by_split: dict[str, list[EpisodeFile]] = {}
+    for f in episode_files:
+        if f.meta["split"] not in store.split_names:
+            raise FewshotError(f"episode file {f.path} is for split {f.meta['split']!r}, which store {store.root} lacks")
+        by_split.setdefault(f.meta["split"], []).append(f)
+    return by_split
 
 
 def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | Path | None = None,
@@ -78,7 +86,14 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
 
 def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
                     distance: str = "euclidean") -> list[dict]:
-    """The untrained floor: nearest class mean over raw flattened pixels."""
+    """The untrained floor: nearest class mean over raw flattened pixels.
+
+    Euclidean floors are scored exactly on the integer pixels (fewshot/evaluate/exact.py), on the CPU, so they
+    are the same on every machine; `device_name` is only checked. Cosine goes through the float path."""
+    config = {"backbone": "pixels", "distance": distance}
+    if distance == "euclidean":
+        resolve_device(device_name)
+        return _evaluate_pixels_exactly(Store(data), episode_files, config)
     return evaluate_files(pixel_embed, Store(data), episode_files, "pixels", resolve_device(device_name), distance,
                           {"backbone": "pixels", "distance": distance})
 
@@ -117,3 +132,25 @@ def evaluate_embeddings(embeddings: str | Path | EmbeddingFile, episode_files: l
     return evaluate_files(None, file, episode_files, method or source.get("method") or "embeddings",
                           resolve_device(device_name), distance, config, source.get("run"),
                           batch_episodes=eval_config.get("batch_episodes", 250), extra=extra)
+
+
+                          config)
+
+
+def _evaluate_pixels_exactly(store: Store, episode_files: list[EpisodeFile], config: dict) -> list[dict]:
+    """One record a file; the rows all files of a split use are read once, as uint8."""
+    records = []
+    for split_name, files in _files_by_split(store, episode_files).items():
+        split = store.split(split_name)
+        started = time.perf_counter()
+        rows = [f.resolve(split).rows(split.class_offsets) for f in files]
+        needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
+        pixels = MappedReader(split.images).take(needed).reshape(len(needed), -1)
+        read_seconds = time.perf_counter() - started
+        for f, (support, query) in zip(files, rows):
+            t0 = time.perf_counter()
+            acc = score_episodes_exact(pixels, np.searchsorted(needed, support), np.searchsorted(needed, query))
+            seconds = read_seconds / len(files) + time.perf_counter() - t0
+            records.append(make_record("pixels", acc, f.meta, split.checksum, config, None, seconds,
+                                       extra={"distance": config["distance"], "scoring": EXACT_SCORING}))
+    return records

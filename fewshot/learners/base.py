@@ -1,10 +1,12 @@
 """The learner interface: `embed(images)` for evaluation, `loss(batch)` for training."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.device import to_float_images
 from fewshot.episodes.source import Batch
 from fewshot.models.heads import EmbeddingHead
 from fewshot.models.registry import create_backbone
@@ -27,7 +29,13 @@ class Learner(nn.Module):
         self.embedding_dim = self.head.out_dim
         self.n_classes = n_classes
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Embeddings of float images (B, C, H, W) in [0, 1], or of uint8 store images (B, H, W, C), a tensor
+        or numpy array, converted as evaluation converts them (fewshot.device.to_float_images)."""
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(np.array(images))  # a copy: store images are read-only memory maps
+        if images.dtype == torch.uint8:
+            images = to_float_images(images, next(self.parameters()).device)
         return self.head(self.backbone(images))
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -16,12 +16,17 @@ class SiameseLearner(Learner):
     def __init__(self, config: dict, in_channels: int, image_size: tuple[int, int], n_classes: int) -> None:
         super().__init__(config, in_channels, image_size, n_classes)
         self.triplet = create_loss(config, allowed=("triplet",), learner="siamese")
-        self.cir = create_regularizer(config, n_classes, self.embedding_dim)
+        self.cir = create_regularizer(config, n_classes, self.embedding_dim, anchors=True)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features = self.features(batch.images)
         clean = self.normalized(features)
-        loss = self.triplet(self.finish(features, batch.labels), batch.labels)
+        moved = self.finish(features, batch.labels)
+        if self.cir is not None and self.cir.apply_to == "anchors":
+            # Moved anchors against clean positives and negatives (cir.apply_to, fewshot/regularizers/cir.py).
+            loss = self.triplet(moved, batch.labels, references=clean)
+        else:
+            loss = self.triplet(moved, batch.labels)
         return loss, {"train_acc": leave_one_out_accuracy(clean.detach(), batch.labels)}
 
 

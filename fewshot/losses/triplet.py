@@ -43,13 +43,18 @@ class TripletMarginLoss(nn.Module):
         self.soft_margin, self.reduction = bool(soft_margin), triplet_reduction
         self.global_mining = bool(global_mining)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean triplet loss of a batch of embeddings (B, D) with integer labels (B,)."""
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                references: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean triplet loss of a batch of embeddings (B, D) with integer labels (B,).
+
+        `references` (B, D), the same samples embedded otherwise (CIR on anchors only: the clean embeddings),
+        supplies the positives and negatives; the anchors stay `embeddings`. Row i is never its own positive."""
         embeddings = embeddings.float()
+        candidates = embeddings if references is None else references.float()
         # Candidates for positives and negatives: this batch, or every process's (rows `first`... are ours).
-        others, other_labels, first = embeddings, labels, 0
+        others, other_labels, first = candidates, labels, 0
         if self.global_mining and is_distributed():
-            others, other_labels, first = all_gather_cat(embeddings), all_gather_cat(labels), rank() * len(labels)
+            others, other_labels, first = all_gather_cat(candidates), all_gather_cat(labels), rank() * len(labels)
         if self.distance == "euclidean":
             dist = torch.cdist(embeddings, others)
         else:

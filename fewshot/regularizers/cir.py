@@ -18,6 +18,10 @@ published; every uncertain choice is a switch (config `cir.*`):
   unit, so losses that expect unit vectors get them).
 - global_batch: under torch.distributed, take batch class means over all processes' batches (no effect in a
   single process).
+- apply_to (triplet/siamese learner only): "all" moves every sample of the batch, so anchors, positives and
+  negatives are all perturbed; "anchors" moves only the anchors: each triplet compares a moved anchor with
+  clean positives and negatives (the paper does not say which; its figure perturbs the sample being
+  classified). The module moves what it is given; the learner chooses what to give it.
 
 Randomness comes from torch's global RNG, which training checkpoints save and restore. Off in eval mode.
 """
@@ -30,14 +34,18 @@ from torch import nn
 from fewshot.distributed import all_reduce_sum, is_distributed
 from fewshot.errors import FewshotError
 
+APPLY_TO = ("all", "anchors")
+
 
 class ClassInterference(nn.Module):
     def __init__(self, n_classes: int, dim: int, p: float = 0.5, alpha: float = 0.5, alpha_random: bool = False,
                  negative: str = "random", means: str = "batch", memory_momentum: float = 0.9,
-                 grad_through_means: bool = False, position: str = "after_norm", global_batch: bool = False) -> None:
+                 grad_through_means: bool = False, position: str = "after_norm", global_batch: bool = False,
+                 apply_to: str = "all") -> None:
         super().__init__()
         for key, value, choices in (("negative", negative, ("random", "mean")), ("means", means, ("batch", "memory")),
-                                    ("position", position, ("before_norm", "after_norm"))):
+                                    ("position", position, ("before_norm", "after_norm")),
+                                    ("apply_to", apply_to, APPLY_TO)):
             if value not in choices:
                 raise FewshotError(f"cir.{key} = {value!r} is not one of {', '.join(choices)}")
         if not 0.0 <= p <= 1.0 or not 0.0 <= alpha <= 1.0:
@@ -47,6 +55,7 @@ class ClassInterference(nn.Module):
         self.p, self.alpha, self.alpha_random = float(p), float(alpha), bool(alpha_random)
         self.negative, self.means, self.momentum = negative, means, float(memory_momentum)
         self.grad_through_means, self.position, self.global_batch = bool(grad_through_means), position, bool(global_batch)
+        self.apply_to = apply_to
         self.n_classes = n_classes
         if means == "memory":
             self.register_buffer("memory", torch.zeros(n_classes, dim))

@@ -7,6 +7,7 @@ store and episode checksums, seed, wall time and machine.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -16,18 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from fewshot.atomic import write_json_atomic
+from fewshot.config import config_digest
 from fewshot.errors import FewshotError
-from fewshot.stats import mean_ci95
+from fewshot.stats import format_interval, mean_ci95
 from fewshot.provenance import environment, git_commit, now
 
 RECORD_FORMAT = "fewshot-result"
 RECORD_VERSION = 1
+# The head of records without one: every record written before eval heads existed was scored by nearest
+# prototype. (Set to the name fewshot/heads gives its default head.)
+DEFAULT_HEAD = "prototype"
 
 
 def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_checksum: str,
                 config: dict | None = None, run: str | None = None, seconds: float | None = None,
                 extra: dict | None = None) -> dict:
-    mean, ci95 = mean_ci95(accuracies)
+    per_episode = [round(float(a), 6) for a in accuracies]
+    # mean and ci95 from the stored accuracies, as tables recompute them, so the two always agree.
+    mean, ci95 = mean_ci95(per_episode)
     record = {
         "format": RECORD_FORMAT,
         "format_version": RECORD_VERSION,
@@ -42,7 +49,7 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
         "ci95": round(ci95, 4),
         "ci_method": "normal: 1.96*std/sqrt(n), ddof=0",
         "n_episodes": int(len(accuracies)),
-        "per_episode_accuracy": [round(float(a), 6) for a in accuracies],
+        "per_episode_accuracy": per_episode,
         "provenance": {
             "episodes_checksum": episode_meta["checksum"],
             "episodes_seed": episode_meta.get("seed"),
@@ -59,6 +66,16 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
     if extra:
         record.update(extra)
     return record
+
+
+def record_interval(record: dict) -> tuple[float, float]:
+    """(mean, ci95) in percent at full precision from the record's per-episode accuracies: what tables use."""
+    return mean_ci95(record["per_episode_accuracy"])
+
+
+def record_summary(record: dict, decimals: int = 2) -> str:
+    """`mean +- ci95` of a record, rounded once, exactly as `fewshot table` prints its cell."""
+    return format_interval(*record_interval(record), decimals)
 
 
 def record_filename(record: dict) -> str:
@@ -84,17 +101,63 @@ def check_results_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def record_head(record: dict) -> str:
+    """The classifier head a record was scored with; records from before eval heads existed used the default."""
+    head = record.get("head")
+    if not isinstance(head, str):
+        config = (record.get("provenance") or {}).get("config") or {}
+        head = (config.get("eval") or {}).get("head") if isinstance(config.get("eval"), dict) else None
+    return head if isinstance(head, str) and head else DEFAULT_HEAD
+
+
+def evaluation_identity(record: dict) -> tuple:
+    """What makes two records the same evaluation: method, run, checkpoint (and its step), head, distance,
+    episodes, evaluated split and config. Two records with one identity are one measurement taken twice."""
+    p = record["provenance"]
+    run = os.path.normpath(p["run"]) if p.get("run") else None
+    return (record["method"], run, record.get("checkpoint"), record.get("checkpoint_step"), record_head(record),
+            record.get("distance"), p["episodes_checksum"], p["store_checksum"], config_digest(p.get("config") or {}))
+
+
+def find_same_evaluation(folder: str | os.PathLike, record: dict) -> Path | None:
+    """A record in `folder` of the same evaluation as `record` (see evaluation_identity), or None."""
+    folder = Path(folder)
+    prefix = record_filename(record).rsplit("__", 1)[0]  # names differ only in their random last part
+    identity = evaluation_identity(record)
+    for path in sorted(folder.glob(f"{glob.escape(prefix)}__*.json")):
+        try:
+            other = json.loads(path.read_text())
+            if other.get("format") == RECORD_FORMAT and evaluation_identity(other) == identity:
+                return path
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # not a readable record: never ours to replace
+    return None
+
+
 def write_record(record: dict, path_or_dir: str | os.PathLike) -> Path:
-    """Write to the given .json path, or to a unique name inside a results folder; never a torn file."""
+    """Write to the given .json path, or into a results folder; never a torn file (see write_record_reporting)."""
+    return write_record_reporting(record, path_or_dir)[0]
+
+
+def write_record_reporting(record: dict, path_or_dir: str | os.PathLike) -> tuple[Path, bool]:
+    """Write `record`; return its path and whether it replaced a record there.
+
+    Into a folder, a record of the same evaluation (same run, checkpoint, head, episodes...; see
+    evaluation_identity) is replaced atomically in place, so evaluating twice never leaves two records of one
+    measurement (which `fewshot table` would refuse); other records get a new unique name. A .json path is
+    written as given (replaced atomically if it exists)."""
     target = Path(path_or_dir)
+    replaced = target.suffix == ".json" and target.exists()
     if target.suffix != ".json":
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FewshotError(f"results folder {target} cannot be created ({exc.strerror}); choose another") from None
         folder = target
-        target = folder / record_filename(record)
-        while target.exists():  # never replace another record, however unlikely a repeated name is
+        same = find_same_evaluation(folder, record)
+        replaced = same is not None
+        target = same or folder / record_filename(record)
+        while not replaced and target.exists():  # never replace another record, however unlikely a repeated name is
             target = folder / record_filename(record)
     if not os.access(target.parent if target.parent.exists() else target.parent.parent, os.W_OK):
         raise FewshotError(f"results folder {target.parent} is not writable; choose another --out or --results")
@@ -102,11 +165,14 @@ def write_record(record: dict, path_or_dir: str | os.PathLike) -> Path:
         write_json_atomic(target, record)
     except PermissionError:
         raise FewshotError(f"results folder {target.parent} is not writable; choose another") from None
-    return target
+    return target, replaced
 
 
 def load_record(path: str | os.PathLike) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise FewshotError(f"{path} is a folder; give a result record (.json) file, or a command that reads "
+                           "folders (`fewshot table`, `fewshot compare`)")
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
@@ -119,22 +185,29 @@ def load_record(path: str | os.PathLike) -> dict:
     return record
 
 
-def load_records(paths: list[str | os.PathLike]) -> list[dict]:
-    """Load records from files and folders (every *.json found directly inside a folder)."""
+def load_records(paths: list[str | os.PathLike] | str | os.PathLike) -> list[dict]:
+    """Load records from files and folders: every record (*.json of format fewshot-result) anywhere under a
+    folder, subfolders included, in path order; other JSON files (run configs...) are passed over."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     records = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            records += [load_record(f) for f in sorted(p.glob("*.json")) if _is_record(f)]
+            records += [r for r in (_record_or_none(f) for f in sorted(p.rglob("*.json"))) if r is not None]
         else:
             records.append(load_record(p))
     if not records:
-        raise FewshotError(f"no result records found in {', '.join(map(str, paths))}")
+        raise FewshotError(f"no result records found in {', '.join(map(str, paths))} (or their subfolders)")
     return records
 
 
-def _is_record(path: Path) -> bool:
+def _record_or_none(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text()).get("format") == RECORD_FORMAT
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None
+    record["_path"] = str(path)
+    return record

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.errors import FewshotError
-from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, mean_interval, paired_difference, seed_interval
+from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, format_interval, mean_interval, paired_difference, seed_interval
 
 PIXEL_METHOD = "pixels"
 SIGNIFICANCE = 0.05
@@ -208,7 +208,7 @@ def table_grid(data: TableData, decimals: int = 2, pm: str = "+-") -> list[list[
                 continue
             cell = index.loc[(row, column)]
             note = f" ({cell['n_seeds']} seeds)" if cell["n_seeds"] != seeds[row] else ""
-            line.append(GridCell(f"{cell['mean']:.{decimals}f} {pm} {cell['half']:.{decimals}f}",
+            line.append(GridCell(format_interval(cell["mean"], cell["half"], decimals, pm),
                                  bool(cell["best"] or cell["tied"]), note))
             if data.baseline:
                 if np.isnan(cell["diff"]):

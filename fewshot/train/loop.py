@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from fewshot import distributed
 from fewshot.atomic import write_json_atomic
-from fewshot.config import config_digest
+from fewshot.config import LATE_KEYS, config_digest, flat
 from fewshot.data.store import Store, StoreSplit
 from fewshot.device import autocast, resolve_device, tune_allocator
 from fewshot.episodes.sampler import EpisodeSampler
@@ -33,6 +32,7 @@ from fewshot.provenance import environment, git_commit, now
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from fewshot.stats import mean_ci95
 from fewshot.train.ddp import backward_step, separate_rank_rng, wrap_for_training
+from fewshot.train.progress import TrainingProgress
 from fewshot.train.tensorboard import ScalarLog
 
 LOG_FIELDS = ["step", "loss", "train_acc", "lr", "val_acc", "val_ci95", "seconds"]
@@ -61,10 +61,30 @@ def _check_run_folder(out: Path, config: dict, resume: bool) -> None:
             raise FewshotError(f"--resume: {out} has no checkpoints/last.pt to resume from")
         saved = json.loads(config_file.read_text())
         if config_digest(saved) != config_digest(config):
-            raise FewshotError(f"--resume: the config differs from the one saved in {config_file}; "
-                               "resume with the same config and overrides")
+            check_resumable(saved, config, config_file)
     elif out.exists() and any(out.iterdir()):
         raise FewshotError(f"run folder {out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+# Keys that may differ when a run is resumed: train.steps, upwards only. The schedule (StepLR) and the samplers
+# count steps and never look at the total, so a run extended from S to N steps is the run of N steps (on
+# CPU, exactly; tests/train/test_resume.py). A schedule that depends on the total would have to refuse it.
+EXTENDABLE = "train.steps"
+
+
+def check_resumable(saved: dict, config: dict, config_file: Path) -> None:
+    """Refuse a resume whose config differs from the saved one, naming the keys, unless only train.steps grew."""
+    old, new = {**LATE_KEYS, **flat(saved)}, {**LATE_KEYS, **flat(config)}  # a late key absent is its default
+    differ = sorted(k for k in old.keys() | new.keys() if k != "train.keep_every" and old.get(k) != new.get(k))
+    if differ == [EXTENDABLE] and new[EXTENDABLE] > old[EXTENDABLE]:
+        return  # extending the run: it continues to the new train.steps
+    shown = "; ".join(f"{k} = {old.get(k, '(absent)')!r} there, {new.get(k, '(absent)')!r} now" for k in differ[:5])
+    more = f" (and {len(differ) - 5} more)" if len(differ) > 5 else ""
+    shorter = (" (train.steps can only grow: read an earlier step with `fewshot eval --checkpoint step-N`)"
+               if EXTENDABLE in differ and new[EXTENDABLE] < old[EXTENDABLE] else "")
+    raise FewshotError(f"--resume: the config differs from {config_file} in {shown}{more}{shorter}; resume with "
+                       f"the same config and overrides, e.g. `--config {config_file} --resume`, where only "
+                       "train.steps may be raised to extend the run")
 
 
 def val_episodes(store: Store, config: dict):
@@ -72,14 +92,20 @@ def val_episodes(store: Store, config: dict):
     if t["val_split"] not in store.split_names or t["val_every"] <= 0:
         return None, None
     split = store.split(t["val_split"])
-    sampler = EpisodeSampler(split.class_counts, min(t["val_ways"], split.n_classes), t["val_shots"],
-                             t["val_queries"], config["seed"] + 10_000, split.class_names)
+    # Refused, not clamped, when the split is too small: config.json must say what validation used.
+    sampler = EpisodeSampler(split.class_counts, t["val_ways"], t["val_shots"], t["val_queries"],
+                             config["seed"] + 10_000, split.class_names, f"{split.name} split (validation)",
+                             ("train.val_ways", "train.val_shots", "train.val_queries"))
     return split, sampler.sample(t["val_episodes"])
 
 
-def train(config: dict, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
+def train(config: dict, data: str | Path, out: str | Path, resume: bool = False, progress: bool | str = True,
           device_name: str | None = None) -> dict:
     """Train `config` on the store at `data` into run folder `out`; return the run summary.
+
+    `progress`: True (a bar on a terminal, plain lines otherwise), "lines", or False (nothing); see
+    fewshot/train/progress.py. With `resume`, the config may differ from the saved one only by a larger
+    train.steps, which extends the run.
 
     Under torchrun (or `fewshot train --nproc N`) every process calls this; see fewshot/train/ddp.py.
     """
@@ -88,7 +114,7 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
         return _train(config, data, out, resume, progress, str(device))
 
 
-def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progress: bool,
+def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progress: bool | str,
            device_name: str | None) -> dict:
     tune_allocator()
     run = _TrainingRun(config, data, out, resume, device_name)
@@ -161,7 +187,7 @@ class _TrainingRun:
         forward = torch.compile(self.learner.loss) if self.t["compile"] else self.learner.loss
         self.forward = wrap_for_training(self.learner, forward, self.device, self.t["sync_batchnorm"])
 
-    def run_steps(self, progress: bool) -> None:
+    def run_steps(self, progress: bool | str) -> None:
         """Train up to train.steps: each step, then its log row, validation and checkpoints."""
         t = self.t
         self.started = time.perf_counter()
@@ -169,27 +195,25 @@ class _TrainingRun:
             write_json_atomic(self.out / "run.json", self.summary("running", 0.0))
         self.learner.train()
         self.log = _StepLog(self.out, self.writer, self.device, self.step)
-        bar = tqdm(total=t["steps"], initial=self.step, disable=not (progress and self.writer),
-                   desc=f"train {self.config['name']}", unit="step")
+        shown = TrainingProgress(progress, t["steps"], self.step, f"train {self.config['name']}", t["log_every"],
+                                 enabled=self.writer)
         try:
             while self.step < t["steps"]:
                 loss, metrics = self.train_step()
                 self.log.add(self.step, loss, metrics)
-                bar.update(1)
-                row = None
+                row, val_acc = None, None
                 if self.step % t["log_every"] == 0 or self.step == t["steps"]:
                     row = self.log.row(self.step, self.lr, self.seconds)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}")
                 if self.val_batch is not None and (self.step % t["val_every"] == 0 or self.step == t["steps"]):
                     row = row or {"step": self.step, "lr": self.lr, "seconds": self.seconds}
                     val_acc = self.validate_and_keep_best(row)
-                    bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", val=f"{val_acc:.2f}")
+                shown.update(self.step, None if row is None else row.get("loss"), val_acc)
                 if row is not None:
                     self.log.write(row)
                     self.scalars.write(row)
                 self.save_checkpoints()
         finally:
-            bar.close()
+            shown.close()
             self.log.close()
             self.scalars.close()
 

@@ -225,7 +225,8 @@ def test_ways_larger_than_the_split(tiny_store, tmp_path, capsys):
     assert error_of(["episodes", "--data", tiny_store, "--ways", 7, "--out", tmp_path / "e.npz"], capsys) == (
         "fewshot: error: ways=7 is more than the 6 classes of the split; use --ways 6 or fewer")
     assert error_of(["train", "--data", tiny_store, "--out", tmp_path / "run", *TINY_ARGS, "episodes.ways=9"],
-                    capsys) == "fewshot: error: ways=9 is more than the 8 classes of the split; use --ways 8 or fewer"
+                    capsys) == ("fewshot: error: episodes.ways=9 is more than the 8 classes of the train split; use "
+                                "episodes.ways=8 or fewer")  # config keys, not flags train does not have
     assert not (tmp_path / "e.npz").exists() and not (tmp_path / "run").exists()
 
 
@@ -398,14 +399,15 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_the_same_config(tra
         f"fewshot: error: run folder {run} already holds a run; pass --resume to continue it or choose another --out")
     assert error_of(["train", "--data", tiny_store, "--out", run, "--resume", *TINY_ARGS, "optim.lr=0.01"],
                     capsys) == (
-        f"fewshot: error: --resume: the config differs from the one saved in {run / 'config.json'}; resume with the "
-        "same config and overrides")
+        f"fewshot: error: --resume: the config differs from {run / 'config.json'} in optim.lr = 0.001 there, 0.01 "
+        f"now; resume with the same config and overrides, e.g. `--config {run / 'config.json'} --resume`, where "
+        "only train.steps may be raised to extend the run")
     assert snapshot(run) == before
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_store, tmp_path, capsys):
     run = tmp_path / "run"
-    message = error_of(["train", "--data", tiny_store, "--out", run, "--no-progress", *TINY_ARGS, "optim.lr=1e30",
+    message = error_of(["train", "--data", tiny_store, "--out", run, "--quiet", *TINY_ARGS, "optim.lr=1e30",
                         "train.steps=20", "train.checkpoint_every=1", "train.val_every=0"], capsys)
     found = re.fullmatch(r"fewshot: error: loss became (nan|inf|-inf) at step (\d+); stopped\. The last good "
                          r"checkpoint is (.+) \(step (\d+)\); lower optim\.lr or check the data", message)
