@@ -95,7 +95,7 @@ def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_n
         resolve_device(device_name)
         return _evaluate_pixels_exactly(Store(data), episode_files, config)
     return evaluate_files(pixel_embed, Store(data), episode_files, "pixels", resolve_device(device_name), distance,
-                          {"backbone": "pixels", "distance": distance})
+                          config)
 
 
 def evaluate_pretrained(model: str, data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
@@ -132,9 +132,6 @@ def evaluate_embeddings(embeddings: str | Path | EmbeddingFile, episode_files: l
     return evaluate_files(None, file, episode_files, method or source.get("method") or "embeddings",
                           resolve_device(device_name), distance, config, source.get("run"),
                           batch_episodes=eval_config.get("batch_episodes", 250), extra=extra)
-
-
-                          config)
 
 
 def _evaluate_pixels_exactly(store: Store, episode_files: list[EpisodeFile], config: dict) -> list[dict]:
