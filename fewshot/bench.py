@@ -78,9 +78,12 @@ def run_status(run_dir: Path) -> str | None:
 
 
 def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool = True,
-                   device_name: str | None = None, log: Log = print) -> str:
-    """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done."""
-    from fewshot.train.loop import train
+                   device_name: str | None = None, log: Log = print, train_fn: Callable | None = None) -> str:
+    """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done.
+
+    `train_fn` trains in place of fewshot.train.loop.train, with its arguments (a sweep job's torchrun)."""
+    if train_fn is None:
+        from fewshot.train.loop import train as train_fn
 
     digest = config_digest(config)
     saved = run_dir / "config.json"
@@ -92,7 +95,7 @@ def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool
         return "reused"
     if (run_dir / "checkpoints" / "last.pt").exists():
         log(f"  resuming {run_dir} from its last checkpoint")
-        train(config, data, run_dir, resume=True, progress=progress, device_name=device_name)
+        train_fn(config, data, run_dir, resume=True, progress=progress, device_name=device_name)
         return "resumed"
     if run_dir.exists() and any(run_dir.iterdir()):
         # Our own folder (its config.json matched above, or none was written yet), stopped before its first
@@ -100,7 +103,7 @@ def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool
         log(f"  {run_dir} stopped before its first checkpoint; starting it again")
         shutil.rmtree(run_dir)
     log(f"  training {config['name']} (seed {config['seed']}) into {run_dir}")
-    train(config, data, run_dir, resume=False, progress=progress, device_name=device_name)
+    train_fn(config, data, run_dir, resume=False, progress=progress, device_name=device_name)
     return "trained"
 
 

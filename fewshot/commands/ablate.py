@@ -1,11 +1,13 @@
-"""`fewshot ablate SPEC [--jobs N] [--results DIR]`: run a grid of configs, then table and plot it."""
+"""`fewshot ablate SPEC [--jobs N] [--results DIR] [--executor slurm ...] [--status]`: run a grid of configs, then
+table and plot it."""
 from __future__ import annotations
 
 import argparse
 
-from fewshot.ablate import load_spec, run_ablation
+from fewshot.ablate import ablation_status, load_spec, run_ablation
 from fewshot.commands.bench import _IntermixedParser
 from fewshot.commands.common import positive_int
+from fewshot.commands.executor_options import add_executor_options, executor_options
 
 
 def add_parser(sub) -> None:
@@ -17,13 +19,16 @@ def add_parser(sub) -> None:
                                    "+- 95% CI against each swept key). SPEC format: fewshot/ablate.py and "
                                    "ablations/*.toml.")
     p.add_argument("spec", help="ablation spec (.toml), e.g. ablations/shots.toml")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="worker processes (each gets max(1, cores // jobs) torch threads)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="local worker processes (each gets max(1, cores // jobs) torch threads; default 1)")
     p.add_argument("--results", help="results folder (default OUT/results)")
     p.add_argument("--data", help="prepared store (default: the spec's data)")
     p.add_argument("--out", help="output folder (default: the spec's out)")
     p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")
+    p.add_argument("--status", action="store_true",
+                   help="print every point as done, running, failed (its error and log) or pending; run nothing")
+    add_executor_options(p, " The spec's [executor] table sets the same; these options override it.")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
     p.set_defaults(func=run)
@@ -32,12 +37,43 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.data, args.out, args.overrides)
-    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device)
+    if args.status:
+        return print_status(spec, args.results)
+    options = executor_options(args, spec.executor, args.jobs)
+    outcome = run_ablation(spec, options.jobs, args.results, args.max_points, args.device, executor=options)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"
+          + (f", {outcome.submitted} submitted" if outcome.submitted else "")
+          + (f", {outcome.busy} still held by live jobs" if outcome.busy else "")
           + (f", {outcome.pending} not run yet (--max-points)" if outcome.pending else "")
           + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
+    if outcome.submitted or outcome.busy:
+        print(f"watch them with `fewshot ablate {args.spec} --status`; run this command again to collect the table "
+              "(and to resubmit any point that failed)")
     if outcome.table:
         print(f"table: {outcome.table}\nplot:  {outcome.plot}\n")
         print(outcome.table.read_text(), end="")
     return 1 if outcome.failed else 0
+
+
+def print_status(spec, results: str | None) -> int:
+    statuses = ablation_status(spec, results)
+    counts = {state: sum(s.state == state for _, s in statuses) for state in ("done", "running", "failed", "pending")}
+    print(f"ablation {spec.name}: {len(statuses)} points: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    print(format_statuses([(f"{point.label} seed {point.seed}", status) for point, status in statuses]), end="")
+    return 0
+
+
+def format_statuses(rows: list) -> str:
+    """One line a point: state, name, job and detail; a failed point's error and log on the lines below."""
+    width = max((len(name) for name, _ in rows), default=0)
+    lines = []
+    for name, status in rows:
+        job = f"job {status.job_id}: " if status.job_id and status.state != "done" else ""
+        lines.append(f"  {status.state:<8} {name:<{width}}  {job}{status.detail}".rstrip())
+        if status.state == "failed":
+            if status.error:
+                lines.append(f"           error: {status.error}")
+            if status.log:
+                lines.append(f"           log:   {status.log}")
+    return "\n".join(lines) + ("\n" if lines else "")
