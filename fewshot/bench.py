@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
@@ -28,6 +28,9 @@ DEFAULT_COUNT = 1000
 EPISODE_SEED = 0
 
 Log = Callable[[str], None]
+
+if TYPE_CHECKING:
+    from fewshot.sweep import ExecutorOptions, PointStatus
 
 
 def store_id(store: Store) -> str:
@@ -170,19 +173,15 @@ def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], res
     return have + new
 
 
-def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
-          seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
-          results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
-          device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
-          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print) -> list[dict]:
-    """Train/reuse one run per seed, evaluate each on every episode file; return all its records."""
+def _bench_plan(method: str, data: str | Path, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                queries: int, count: int) -> tuple[Store, list[dict], list[EpisodeFile]]:
+    """The store, one resolved config per seed, and the episode files of a bench."""
     overrides = list(overrides or [])
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         raise FewshotError("give seeds with --seeds, not a seed=... override")
     if not seeds:
         raise FewshotError("no seeds given; pass --seeds, e.g. --seeds 0,1,2")
     store = Store(data)
-    check_results_folder(results)  # before any training, not after it
     configs = [load_config(method, [*overrides, f"seed={seed}"]) for seed in seeds]
     if precision:
         for config in configs:
@@ -193,8 +192,26 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
         files = fixed_episode_files(store, list(ways), list(shots), Path(runs) / store_id(store) / "episodes",
                                     queries, count)
     check_episode_files(store, files)
+    return store, configs, files
+
+
+def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
+          seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
+          results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
+          device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
+          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print,
+          executor: ExecutorOptions | None = None) -> list[dict]:
+    """Train/reuse one run per seed, evaluate each on every episode file; return all its records.
+
+    With a submitting `executor` (slurm, submitit-local) each seed that lacks records is a job of one array
+    (fewshot/sweep/); the records returned are those in the results folder once the jobs are submitted, or,
+    with executor.wait, once they have ended."""
+    check_results_folder(results)  # before any training, not after it
+    store, configs, files = _bench_plan(method, data, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                                        queries, count)
     existing = index_records(results)
     records: list[dict] = []
+    tasks = []
     for config in configs:
         run_dir = run_folder(runs, store, config)
         log(f"{config['name']} seed {config['seed']}:")
@@ -206,13 +223,62 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
                 records.append(record)
         if not todo:
             continue
+        if executor is not None and executor.submits:
+            from fewshot.sweep import PointTask
+
+            tasks.append(PointTask(label=config["name"], seed=config["seed"], config=config, data=str(data),
+                                   run_dir=str(run_dir), results=str(results), episode_paths=[str(f.path) for f in files],
+                                   device=device_name, precision=precision))
+            continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
         for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
             log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} -> {record['_path']}")
             records.append(record)
+    if tasks:
+        records += _launch_seeds(tasks, executor, Path(runs) / store_id(store) / "submitit", store, files, results,
+                                 method, log)
     if floor:
         log("pixels (raw-pixel floor):")
         for record in evaluate_floor(data, store, files, results, existing, device_name):
             log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} ({record['_path']})")
             records.append(record)
     return records
+
+
+def _launch_seeds(tasks: list, executor, folder: Path, store: Store, files: list[EpisodeFile], results: str | Path,
+                  method: str, log: Log) -> list[dict]:
+    """Hand the seeds lacking records to the executor; the records of theirs in the results folder after."""
+    from fewshot.sweep import launch
+
+    sweep = launch(tasks, executor, folder, log, name=f"fewshot-bench-{Path(method).stem}")
+    if sweep.busy:
+        log(f"{len(sweep.busy)} seed(s) left alone: a live job holds them (see --status)")
+    for task, outcome in sweep.outcomes:
+        if outcome["ok"]:
+            summary = "; ".join(f"{s} {m:.2f} +- {c:.2f}" for s, m, c, _ in outcome["records"])
+            log(f"  {task.label} seed {task.seed} ({outcome['how']}): {summary}")
+        else:
+            log(f"  FAILED {task.label} seed {task.seed}: {outcome['error']}"
+                + (f" (log: {outcome['log']})" if outcome.get("log") else ""))
+    if not sweep.waits and sweep.launched:
+        log(f"{len(sweep.launched)} seed(s) submitted; run the same command again to collect their records "
+            "(--status shows where they stand)")
+    found = index_records(results)
+    keys = [(config_digest(task.config), f.checksum, store.split(f.meta["split"]).checksum) for task in tasks
+            for f in files]
+    return [found[key] for key in keys if key in found]
+
+
+def bench_status(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
+                 seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
+                 results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
+                 precision: str | None = None, queries: int = DEFAULT_QUERIES,
+                 count: int = DEFAULT_COUNT) -> list[tuple[dict, PointStatus]]:
+    """Each seed's status (done, running, failed, pending), from the run, point and record folders."""
+    from fewshot.sweep import collect_statuses
+
+    store, configs, files = _bench_plan(method, data, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                                        queries, count)
+    existing = index_records(results)
+    points = [(run_folder(runs, store, c), not missing_files(c, store, files, existing)) for c in configs]
+    return list(zip(configs, collect_statuses(points)))

@@ -7,7 +7,7 @@ import argparse
 from fewshot.ablate import ablation_status, load_spec, run_ablation
 from fewshot.commands.bench import _IntermixedParser
 from fewshot.commands.common import positive_int
-from fewshot.commands.executor_options import add_executor_options, executor_options
+from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 
 
 def add_parser(sub) -> None:
@@ -62,18 +62,3 @@ def print_status(spec, results: str | None) -> int:
     print(f"ablation {spec.name}: {len(statuses)} points: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     print(format_statuses([(f"{point.label} seed {point.seed}", status) for point, status in statuses]), end="")
     return 0
-
-
-def format_statuses(rows: list) -> str:
-    """One line a point: state, name, job and detail; a failed point's error and log on the lines below."""
-    width = max((len(name) for name, _ in rows), default=0)
-    lines = []
-    for name, status in rows:
-        job = f"job {status.job_id}: " if status.job_id and status.state != "done" else ""
-        lines.append(f"  {status.state:<8} {name:<{width}}  {job}{status.detail}".rstrip())
-        if status.state == "failed":
-            if status.error:
-                lines.append(f"           error: {status.error}")
-            if status.log:
-                lines.append(f"           log:   {status.log}")
-    return "\n".join(lines) + ("\n" if lines else "")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench
+from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench, bench_status
 from fewshot.commands.common import add_device, positive_int
+from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 from fewshot.config import list_configs
 from fewshot.results.tables import format_table
 
@@ -60,6 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--status", action="store_true",
+                   help="print each seed as done, running, failed (its error and log) or pending; run nothing")
+    add_executor_options(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
     p.set_defaults(func=run)
@@ -67,9 +71,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.status:
+        statuses = bench_status(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results,
+                                args.runs, args.overrides, args.precision, args.queries, args.count)
+        print(format_statuses([(f"{config['name']} seed {config['seed']}", status) for config, status in statuses]),
+              end="")
+        return 0
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
                     args.overrides, args.device, args.precision, not args.no_progress, args.floor, args.queries,
-                    args.count)
-    print()
-    print(format_table(records, args.format), end="")
+                    args.count, executor=executor_options(args))
+    if records:
+        print()
+        print(format_table(records, args.format), end="")
     return 0

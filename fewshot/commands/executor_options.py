@@ -50,3 +50,18 @@ def executor_options(args: argparse.Namespace, spec_table: dict | None = None, j
         "cpus_per_job": args.cpus_per_job, "mem_gb": args.mem_gb, "time_minutes": args.time_minutes,
         "array_parallelism": args.array_parallelism,
         "slurm_extra": parse_extra(args.slurm_extra) if args.slurm_extra else None, "wait": args.wait})
+
+
+def format_statuses(rows: list) -> str:
+    """One line a point: state, name, job and detail; a failed point's error and log on the lines below."""
+    width = max((len(name) for name, _ in rows), default=0)
+    lines = []
+    for name, status in rows:
+        job = f"job {status.job_id}: " if status.job_id and status.state != "done" else ""
+        lines.append(f"  {status.state:<8} {name:<{width}}  {job}{status.detail}".rstrip())
+        if status.state == "failed":
+            if status.error:
+                lines.append(f"           error: {status.error}")
+            if status.log:
+                lines.append(f"           log:   {status.log}")
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -81,12 +81,12 @@ def _status(run_dir: Path, done: bool, submission: dict | None, state: dict | No
                                in_flight=True)
         if queued is True or queued is None:
             known = "" if queued else " (its state cannot be read from here)"
-            what = f"{again}queued as job {job_id}{known}" if job_id else f"{again}waiting to start"
+            what = f"{again}queued{known}" if job_id else f"{again}waiting to start"
             return PointStatus("pending", what, job_id, log, in_flight=True)
         if job_id:
             ended = slurm.get(job_id, "")
             ended = f" ({ended})" if ended and ended != "UNKNOWN" else ""
-            return PointStatus("failed", f"job {job_id} ended{ended} before it reported", job_id, log,
+            return PointStatus("failed", f"its job ended{ended} before it reported", job_id, log,
                                _last_line(log))
     progress = _progress(run_dir)
     return PointStatus("pending", f"stopped after {progress}; resumes from its last checkpoint" if progress

@@ -161,3 +161,21 @@ def last_step(run: Path) -> int:
             return max((int(row["step"]) for row in csv.DictReader(handle)), default=0)
     except (FileNotFoundError, ValueError, TypeError):  # not written yet, or a row half written
         return 0
+
+
+def test_bench_seeds_as_jobs(tiny_store, tiny_train_overrides, tmp_path, capsys):
+    tiny = {**tiny_train_overrides, "train.val_every": 0, "train.steps": 3, "train.checkpoint_every": 3}
+    argv = ["bench", "protonet", "--data", str(tiny_store), "--ways", "3", "--shots", "1", "--seeds", "0",
+            "--count", "10", "--queries", "2", "--results", str(tmp_path / "r"), "--runs", str(tmp_path / "runs"),
+            "--device", "cpu", "--executor", "submitit-local", "--cpus-per-job", "1", "--wait",
+            *(f"{k}={v}" for k, v in tiny.items())]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "submitted 1 point(s)" in out and "protonet seed 0 (trained): 3w1s" in out
+    assert "| method | 3w1s |" in out and "\n| protonet | **" in out
+    assert len(list((tmp_path / "r").glob("*.json"))) == 1
+    assert main([*argv, "--status"]) == 0
+    assert capsys.readouterr().out.split() == ["done", "protonet", "seed", "0", "trained"]
+    assert main(argv) == 0  # collected from the records: nothing submitted
+    out = capsys.readouterr().out
+    assert "record exists" in out and "submitted" not in out and "\n| protonet | **" in out
