@@ -299,11 +299,11 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
     log(f"ablation {spec.name}: {len(points)} points ({len(spec.grid)} keys x {len(spec.seeds)} seeds), "
         f"{done_before} finished before, running {len(sweep.launched)} now {where}"
         + (f", {len(sweep.busy)} held by live jobs" if sweep.busy else ""))
-    by_run = {task.run_dir: point for task, point in zip(tasks, plan.todo)}
+    point_of = {id(task): point for task, point in zip(tasks, plan.todo)}  # executors may rewrite its paths
     failed: list[tuple[Point, str]] = []
     ran = 0
     for task, outcome in sweep.outcomes:
-        point = by_run[task.run_dir]
+        point = point_of[id(task)]
         if outcome["ok"]:
             ran += 1
             summary = "; ".join(f"{s} {m:.2f} +- {c:.2f}" for s, m, c, _ in outcome["records"])

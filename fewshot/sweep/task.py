@@ -38,9 +38,10 @@ class PointTask:
     def folder(self) -> Path:
         return point_folder(self.run_dir)
 
-    @property
-    def key(self) -> str:
-        return Path(self.run_dir).name
+    def make_absolute(self) -> None:
+        """Absolute paths, for a job that may start in another folder than the command that submitted it."""
+        self.data, self.run_dir, self.results = (str(Path(p).absolute()) for p in (self.data, self.run_dir, self.results))
+        self.episode_paths = [str(Path(p).absolute()) for p in self.episode_paths]
 
 
 def run_task(task: PointTask, state: PointState | None = None, log: Callable[[str], None] | None = None) -> dict:

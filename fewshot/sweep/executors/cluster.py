@@ -67,6 +67,7 @@ class SubmititJobs:
 
         executor = self.make_executor(name)
         for task in tasks:
+            task.make_absolute()
             task.nproc = max(1, self.options.gpus_per_job)
             task.threads = task.threads or self.options.cpus_per_job
             write_submission(task.folder, task.token, self.options.name)  # before the job can start
@@ -84,7 +85,7 @@ class SubmititJobs:
                              str(job.paths.stderr), pid=pid)
         first = jobs[0].job_id.split("_")[0]
         log(f"submitted {len(jobs)} point(s) as {'job array ' + first if '_' in jobs[0].job_id else 'job(s) ' + ', '.join(j.job_id for j in jobs)}"
-            f"; logs in {self.folder}")
+            f"; logs in {self.folder.absolute()}")
         if not self.waits:
             return
         submitit = import_submitit()
