@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fewshot.cli import main
+from fewshot.sweep.task import run_task
 from fewshot.sweep.torchrun import torchrun_command
 
 pytest.importorskip("submitit")
@@ -154,3 +155,34 @@ def test_slurm_needs_a_cluster(tiny_store, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("fewshot: error: --executor slurm: Could not detect \"srun\"") and err.count("\n") == 1
     assert "--executor submitit-local" in err
+
+
+def test_bench_seeds_as_an_array_collected_by_a_later_command(fake_slurm, tiny_store, tiny_train_overrides, tmp_path,
+                                                              capsys, one_torch_thread):
+    tiny = {**tiny_train_overrides, "train.val_every": 0, "train.steps": 3, "train.checkpoint_every": 3}
+    argv = ["bench", "protonet", "--data", str(tiny_store), "--ways", "3", "--shots", "1", "--seeds", "0,1",
+            "--count", "10", "--queries", "2", "--results", str(tmp_path / "r"), "--runs", str(tmp_path / "runs"),
+            "--device", "cpu", "--executor", "slurm", "--time", "30", *(f"{k}={v}" for k, v in tiny.items())]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "submitted 2 point(s) as job array 4242" in out and "2 seed(s) submitted" in out
+    script = (fake_slurm / "submission-4242.sh").read_text()
+    assert sbatch_lines(script)["array"] == "0-1%2" and sbatch_lines(script)["job-name"] == "fewshot-bench-protonet"
+    assert main([*argv, "--status"]) == 0
+    assert [line.split()[:6] for line in capsys.readouterr().out.splitlines()] == [
+        ["pending", "protonet", "seed", "0", "job", "4242_0:"], ["pending", "protonet", "seed", "1", "job", "4242_1:"]]
+
+    # What the two nodes would do: run each pickled job's point (here, in this process) ...
+    folder = next((tmp_path / "runs").glob("*/submitit"))
+    for index in (0, 1):
+        with open(folder / f"4242_{index}" / f"4242_{index}_submitted.pkl", "rb") as handle:
+            task = pickle.load(handle).function.task
+        assert task.config["seed"] == index and run_task(task)["ok"]
+    # ... then the same command, from anywhere, collects their records: nothing is submitted again.
+    (fake_slurm / "sacct").write_text("4242_0|COMPLETED|n1\n4242_1|COMPLETED|n2\n")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("record exists") == 2 and "submitted" not in out
+    assert "| method | 3w1s |" in out and "\n| protonet (2 seeds) | **" in out
+    assert main([*argv, "--status"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["done", "done"]

@@ -95,12 +95,8 @@ def test_a_grid_completes_and_a_failing_point_is_reported(tiny_store, tiny_train
     log = Path(status[failed + 2].split("log:")[1].strip())
     assert log.name.endswith("_0_log.err") and "ways=99 is more than" in log.read_text().splitlines()[-1]
     assert sum(line.lstrip().startswith("done") for line in status) == 4
+    # (Running the command again submits the failed point alone: see the next test.)
 
-    # Again: only the failed point is submitted; the finished ones are neither run nor rewritten.
-    assert main(argv) == 1
-    out = capsys.readouterr().out
-    assert "4 finished before, running 1 now on submitit-local" in out and "submitted 1 point(s)" in out
-    assert records(results) == kept
 
 
 def test_a_killed_job_is_resubmitted_and_a_preempted_one_requeues_itself(tiny_store, tiny_train_overrides,
@@ -162,20 +158,3 @@ def last_step(run: Path) -> int:
     except (FileNotFoundError, ValueError, TypeError):  # not written yet, or a row half written
         return 0
 
-
-def test_bench_seeds_as_jobs(tiny_store, tiny_train_overrides, tmp_path, capsys):
-    tiny = {**tiny_train_overrides, "train.val_every": 0, "train.steps": 3, "train.checkpoint_every": 3}
-    argv = ["bench", "protonet", "--data", str(tiny_store), "--ways", "3", "--shots", "1", "--seeds", "0",
-            "--count", "10", "--queries", "2", "--results", str(tmp_path / "r"), "--runs", str(tmp_path / "runs"),
-            "--device", "cpu", "--executor", "submitit-local", "--cpus-per-job", "1", "--wait",
-            *(f"{k}={v}" for k, v in tiny.items())]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "submitted 1 point(s)" in out and "protonet seed 0 (trained): 3w1s" in out
-    assert "| method | 3w1s |" in out and "\n| protonet | **" in out
-    assert len(list((tmp_path / "r").glob("*.json"))) == 1
-    assert main([*argv, "--status"]) == 0
-    assert capsys.readouterr().out.split() == ["done", "protonet", "seed", "0", "trained"]
-    assert main(argv) == 0  # collected from the records: nothing submitted
-    out = capsys.readouterr().out
-    assert "record exists" in out and "submitted" not in out and "\n| protonet | **" in out
