@@ -28,6 +28,14 @@ OUT/ablation.png (accuracy +- 95% CI against each swept key, one line per combin
 A point whose records exist is skipped; a stopped run resumes from checkpoints/last.pt; so an ablation
 can be stopped and started again at any time. `jobs` worker processes run points in parallel, each with
 max(1, cores // jobs) torch threads.
+
+An optional `[executor]` table runs the points elsewhere (docs/cluster.md; the command line overrides it):
+
+    [executor]
+    name = "slurm"                           # local (default), slurm, or submitit-local
+    partition = "gpu"                        # and gpus_per_job, cpus_per_job, mem = "32G",
+    time = "12:00:00"                        # array_parallelism, max_requeues, setup = ["module load cuda"],
+    slurm_extra = { account = "myproject" }  # wait = true, jobs (local)
 """
 from __future__ import annotations
 
@@ -39,17 +47,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fewshot.bench import (DEFAULT_COUNT, DEFAULT_QUERIES, EPISODE_SEED, check_episode_files, evaluate_and_write,
-                           fixed_episode_files, index_records, missing_files, run_folder, store_id, train_or_reuse)
+from fewshot.bench import (DEFAULT_COUNT, DEFAULT_QUERIES, EPISODE_SEED, check_episode_files, fixed_episode_files,
+                           index_records, missing_files, run_folder, store_id)
 from fewshot.config import DEFAULTS, VALID_KEYS, apply_overrides, config_digest, load_config, unknown_key_message
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
-from fewshot.results.records import check_results_folder, record_summary
+from fewshot.results.records import check_results_folder
+from fewshot.sweep import ExecutorOptions, PointStatus, PointTask, collect_statuses, launch
+from fewshot.sweep.options import from_table
 
 CONFIG_KEY = "config"
 SPEC_KEYS = {"name", "config", "data", "out", "seeds", "overrides", "grid", "baselines", "episodes", "description",
-             "device"}
+             "device", "executor"}
 EPISODE_KEYS = {"files", "ways", "shots", "queries", "count", "seed"}
 
 
@@ -71,6 +81,7 @@ class AblationSpec:
     count: int = DEFAULT_COUNT
     episode_seed: int = EPISODE_SEED
     device: str = "auto"
+    executor: dict[str, Any] = field(default_factory=dict)  # the [executor] table, checked (fewshot/sweep/options.py)
 
 
 @dataclass
@@ -171,6 +182,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
         shots=[int(s) for s in _as_list(episodes.get("shots", [1, 5]), "episodes.shots", path)],
         queries=int(episodes.get("queries", DEFAULT_QUERIES)), count=int(episodes.get("count", DEFAULT_COUNT)),
         episode_seed=int(episodes.get("seed", EPISODE_SEED)),
+        executor=from_table(raw["executor"], str(path)) if "executor" in raw else {},
     )
     return spec
 
@@ -217,27 +229,6 @@ def expand(spec: AblationSpec) -> list[Point]:
     return points
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _run_point(task: dict) -> dict:
-    """Train (or reuse/resume) one point's run and evaluate it on the episode files it lacks records for."""
-    files = [load_episode_file(p) for p in task["episode_paths"]]
-    run_dir = Path(task["run_dir"])
-    quiet: Callable[[str], None] = lambda message: None  # noqa: E731 - the parent reports per point
-    try:
-        how = train_or_reuse(task["config"], task["data"], run_dir, task.get("progress", False), task["device"], quiet)
-        records = evaluate_and_write(run_dir, task["data"], files, task["results"], task["device"],
-                                     method=task["label"], extra={"ablation": task["ablation"]})
-    except FewshotError as exc:
-        return {"index": task["index"], "ok": False, "error": str(exc)}
-    return {"index": task["index"], "ok": True, "how": how,
-            "records": [(r["setting"], record_summary(r), r["_path"]) for r in records]}
-
-
 @dataclass
 class AblationOutcome:
     points: list[Point]
@@ -248,20 +239,29 @@ class AblationOutcome:
     pending: int
     table: Path | None
     plot: Path | None
+    submitted: int = 0  # handed to submitted jobs this time, not awaited
+    busy: int = 0  # left alone: a live job already holds them
 
 
-def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None = None, max_points: int | None = None,
-                 device_name: str | None = None, log: Callable[[str], None] = print,
-                 progress: bool | str = False) -> AblationOutcome:
-    """Run every unfinished point (at most `max_points` this time), then write the table and plot.
+@dataclass
+class _Plan:
+    """What an ablation has on disk: its points, the store, episode files, folders, and each point's task."""
 
-    `progress` is each training run's (fewshot.train.loop.train); worker processes (jobs > 1) ignore it."""
-    if jobs < 1:
-        raise FewshotError(f"--jobs must be 1 or more, got {jobs}")
+    points: list[Point]
+    store: Store
+    files: list
+    runs: Path
+    results: Path
+    tasks: list[PointTask]  # of the points lacking a record ...
+    todo: list[Point]  # ... which are these
+    done: list[bool]  # per point
+
+
+def _plan(spec: AblationSpec, results: str | Path | None, device_name: str | None,
+          progress: bool | str = False) -> _Plan:
     points = expand(spec)
     store = Store(spec.data)
     results = Path(results) if results else spec.out / "results"
-    check_results_folder(results)  # before any training, not after it
     runs = spec.out / "runs"
     if spec.episode_files:
         files = [load_episode_file(p) for p in spec.episode_files]
@@ -270,58 +270,67 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
                                     spec.count, spec.episode_seed)
     check_episode_files(store, files)
     existing = index_records(results)
-    tasks = []
+    tasks, todo, done = [], [], []
     for point in points:
-        todo = missing_files(point.config, store, files, existing)
-        if todo:
-            tasks.append({"index": len(tasks), "point": point, "config": point.config, "data": spec.data,
-                          "run_dir": str(run_folder(runs, store, point.config)), "results": str(results),
-                          "episode_paths": [str(f.path) for f in todo], "label": point.label,
-                          "device": device_name or spec.device, "progress": progress if jobs == 1 else False,
-                          "ablation": {"spec": spec.name, "point": point.values, "seed": point.seed}})
+        missing = missing_files(point.config, store, files, existing)
+        done.append(not missing)
+        if missing:
+            todo.append(point)
+            tasks.append(PointTask(label=point.label, seed=point.seed, config=point.config, data=spec.data,
+                                   run_dir=str(run_folder(runs, store, point.config)), results=str(results),
+                                   episode_paths=[str(f.path) for f in files], device=device_name or spec.device,
+                                   method=point.label,
+                                   extra={"ablation": {"spec": spec.name, "point": point.values, "seed": point.seed}},
+                                   progress=progress))
+    return _Plan(points, store, files, runs, results, tasks, todo, done)
+
+
+def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None = None, max_points: int | None = None,
+                 device_name: str | None = None, log: Callable[[str], None] = print,
+                 executor: ExecutorOptions | None = None, progress: bool | str = False) -> AblationOutcome:
+    """Run every unfinished point (at most `max_points` this time), then write the table and plot.
+
+    `executor` says where (default: `jobs` local processes); points a live job already holds are left alone,
+    and submitted jobs are awaited only with executor.wait (a later run, or --status, collects them).
+    `progress` is each training run's (fewshot.train.loop.train) when the points run one at a time here."""
+    if jobs < 1:
+        raise FewshotError(f"--jobs must be 1 or more, got {jobs}")
+    options = executor or ExecutorOptions(jobs=jobs)
+    check_results_folder(Path(results) if results else spec.out / "results")  # before any training, not after it
+    plan = _plan(spec, results, device_name, progress if options.name == "local" and options.jobs == 1 else False)
+    points, tasks = plan.points, plan.tasks
     done_before = len(points) - len(tasks)
-    limit = len(tasks) if max_points is None else max(0, min(max_points, len(tasks)))
+    sweep = launch(tasks, options, plan.runs / store_id(plan.store) / "submitit", log, max_points,
+                   name=f"fewshot-{spec.name}")
+    where = (f"with {options.jobs} job(s)" if options.name == "local" else f"on {options.name}")
     log(f"ablation {spec.name}: {len(points)} points ({len(spec.grid)} keys x {len(spec.seeds)} seeds), "
-        f"{done_before} finished before, running {limit} now with {jobs} job(s)")
+        f"{done_before} finished before, running {len(sweep.launched)} now {where}"
+        + (f", {len(sweep.busy)} held by live jobs" if sweep.busy else ""))
+    point_of = {id(task): point for task, point in zip(tasks, plan.todo)}  # executors may rewrite its paths
     failed: list[tuple[Point, str]] = []
     ran = 0
-    for outcome in _execute(tasks[:limit], jobs):
-        task = tasks[outcome["index"]]
-        point = task["point"]
+    for task, outcome in sweep.outcomes:
+        point = point_of[id(task)]
         if outcome["ok"]:
             ran += 1
             summary = "; ".join(f"{s} {interval}" for s, interval, _ in outcome["records"])
             log(f"  [{done_before + ran}/{len(points)}] {point.label} seed {point.seed} ({outcome['how']}): {summary}")
         else:
             failed.append((point, outcome["error"]))
-            log(f"  FAILED {point.label} seed {point.seed}: {outcome['error']}")
-    records = _ablation_records(index_records(results), points, store, files)
+            log(f"  FAILED {point.label} seed {point.seed}: {outcome['error']}"
+                + (f" (log: {outcome['log']})" if outcome.get("log") else ""))
+    submitted = 0 if sweep.waits else len(sweep.launched)
+    records = _ablation_records(index_records(plan.results), points, plan.store, plan.files)
     table, plot = (write_report(spec, points, records) if records else (None, None))
-    return AblationOutcome(points, records, done_before, ran, failed, len(tasks) - limit, table, plot)
+    pending = len(tasks) - len(sweep.launched) - len(sweep.busy)
+    return AblationOutcome(points, records, done_before, ran, failed, pending, table, plot, submitted, len(sweep.busy))
 
 
-def _execute(tasks: list[dict], jobs: int):
-    """Yield each task's outcome as it finishes: in this process (jobs 1) or in `jobs` worker processes."""
-    plain = [{k: v for k, v in t.items() if k != "point"} for t in tasks]
-    if jobs == 1 or len(plain) <= 1:
-        for task in plain:
-            yield _run_point(task)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
-    with ProcessPoolExecutor(max_workers=min(jobs, len(plain)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_point, task) for task in plain]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+def ablation_status(spec: AblationSpec, results: str | Path | None = None) -> list[tuple[Point, PointStatus]]:
+    """Every point's status, from the run, point and record folders (fewshot/sweep/status.py)."""
+    plan = _plan(spec, results, None)
+    run_dirs = [run_folder(plan.runs, plan.store, point.config) for point in plan.points]
+    return list(zip(plan.points, collect_statuses(list(zip(run_dirs, plan.done)))))
 
 
 def _ablation_records(found: dict, points: list[Point], store: Store, files) -> list[dict]:

@@ -11,16 +11,15 @@ The ablation runner (fewshot/ablate.py) uses the same pieces.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fewshot.config import config_digest, load_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
+from fewshot.points import (_key, evaluate_and_write, index_records, missing_files, record_key,  # noqa: F401 (re-exported)
+                            run_folder, run_status, store_id, train_or_reuse)
 from fewshot.results.records import check_results_folder, record_summary
 
 DEFAULT_QUERIES = 15
@@ -29,14 +28,8 @@ EPISODE_SEED = 0
 
 Log = Callable[[str], None]
 
-
-def store_id(store: Store) -> str:
-    """`<dataset>-<8 hex>`: a short name for a store, from the checksums of all its splits."""
-    digest = hashlib.sha256()
-    for name in sorted(store.split_names):
-        manifest = json.loads((store.root / name / "manifest.json").read_text())
-        digest.update(f"{name}:{manifest['checksum']};".encode())
-    return f"{store.dataset}-{digest.hexdigest()[:8]}"
+if TYPE_CHECKING:
+    from fewshot.sweep import ExecutorOptions, PointStatus
 
 
 def fixed_episode_files(store: Store, ways: list[int], shots: list[int], folder: str | Path,
@@ -65,93 +58,6 @@ def check_episode_files(store: Store, files: list[EpisodeFile]) -> None:
         f.resolve(store.split(f.meta["split"]))
 
 
-def run_folder(runs: str | Path, store: Store, config: dict) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in config["name"])
-    return Path(runs) / store_id(store) / f"{safe}-{config_digest(config)}"
-
-
-def run_status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool = True,
-                   device_name: str | None = None, log: Log = print) -> str:
-    """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done."""
-    from fewshot.train.loop import train
-
-    digest = config_digest(config)
-    saved = run_dir / "config.json"
-    if saved.exists() and config_digest(json.loads(saved.read_text())) != digest:
-        raise FewshotError(f"run folder {run_dir} holds a run of another config; move it away or choose another "
-                           "--runs folder")
-    if run_status(run_dir) == "finished" and (run_dir / "checkpoints" / "best.pt").exists():
-        log(f"  reusing finished run {run_dir}")
-        return "reused"
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        log(f"  resuming {run_dir} from its last checkpoint")
-        train(config, data, run_dir, resume=True, progress=progress, device_name=device_name)
-        return "resumed"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        # Our own folder (its config.json matched above, or none was written yet), stopped before its first
-        # checkpoint: nothing in it can be resumed.
-        log(f"  {run_dir} stopped before its first checkpoint; starting it again")
-        shutil.rmtree(run_dir)
-    log(f"  training {config['name']} (seed {config['seed']}) into {run_dir}")
-    train(config, data, run_dir, resume=False, progress=progress, device_name=device_name)
-    return "trained"
-
-
-def record_key(record: dict) -> tuple[str, str, str]:
-    p = record["provenance"]
-    return config_digest(p.get("config") or {}), p["episodes_checksum"], p["store_checksum"]
-
-
-def index_records(results: str | Path) -> dict[tuple[str, str, str], dict]:
-    """Records already in a results folder, by (config digest, episodes checksum, split checksum)."""
-    from fewshot.results.records import RECORD_FORMAT
-
-    found: dict[tuple[str, str, str], dict] = {}
-    folder = Path(results)
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            continue
-        if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:
-            record["_path"] = str(path)
-            found[record_key(record)] = record
-    return found
-
-
-def _key(config: dict, store: Store, episode_file: EpisodeFile) -> tuple[str, str, str]:
-    return config_digest(config), episode_file.checksum, store.split(episode_file.meta["split"]).checksum
-
-
-def missing_files(config: dict, store: Store, files: list[EpisodeFile], existing: dict) -> list[EpisodeFile]:
-    """The episode files `config` has no record for yet."""
-    return [f for f in files if _key(config, store, f) not in existing]
-
-
-def evaluate_and_write(run_dir: Path, data: str | Path, files: list[EpisodeFile], results: str | Path,
-                       device_name: str = "auto", precision: str | None = None, method: str | None = None,
-                       extra: dict | None = None) -> list[dict]:
-    """Evaluate `run_dir` on `files`, write one record each into `results`, return them."""
-    from fewshot.evaluate.run import evaluate_run
-    from fewshot.results.records import write_record
-
-    records = evaluate_run(run_dir, files, data, device_name, precision, method=method)
-    for record in records:
-        if extra:
-            record.update(extra)
-        record["_path"] = str(write_record(record, results))
-    return records
-
-
 def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], results: str | Path,
                    existing: dict, device_name: str = "auto") -> list[dict]:
     """The raw-pixel floor on the same episodes (skipped where its records exist)."""
@@ -167,20 +73,15 @@ def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], res
     return have + new
 
 
-def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
-          seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
-          results: str | Path = "work-runs/results", runs: str | Path = "work-runs",
-          overrides: list[str] | None = None,
-          device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
-          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print) -> list[dict]:
-    """Train/reuse one run per seed, evaluate each on every episode file; return all its records."""
+def _bench_plan(method: str, data: str | Path, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                queries: int, count: int) -> tuple[Store, list[dict], list[EpisodeFile]]:
+    """The store, one resolved config per seed, and the episode files of a bench."""
     overrides = list(overrides or [])
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         raise FewshotError("give seeds with --seeds, not a seed=... override")
     if not seeds:
         raise FewshotError("no seeds given; pass --seeds, e.g. --seeds 0,1,2")
     store = Store(data)
-    check_results_folder(results)  # before any training, not after it
     configs = [load_config(method, [*overrides, f"seed={seed}"]) for seed in seeds]
     if precision:
         for config in configs:
@@ -191,8 +92,27 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
         files = fixed_episode_files(store, list(ways), list(shots), Path(runs) / store_id(store) / "episodes",
                                     queries, count)
     check_episode_files(store, files)
+    return store, configs, files
+
+
+def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
+          seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
+          results: str | Path = "work-runs/results", runs: str | Path = "work-runs",
+          overrides: list[str] | None = None,
+          device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
+          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print,
+          executor: ExecutorOptions | None = None) -> list[dict]:
+    """Train/reuse one run per seed, evaluate each on every episode file; return all its records.
+
+    With a submitting `executor` (slurm, submitit-local) each seed that lacks records is a job of one array
+    (fewshot/sweep/); the records returned are those in the results folder once the jobs are submitted, or,
+    with executor.wait, once they have ended."""
+    check_results_folder(results)  # before any training, not after it
+    store, configs, files = _bench_plan(method, data, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                                        queries, count)
     existing = index_records(results)
     records: list[dict] = []
+    tasks = []
     for config in configs:
         run_dir = run_folder(runs, store, config)
         log(f"{config['name']} seed {config['seed']}:")
@@ -204,13 +124,63 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
                 records.append(record)
         if not todo:
             continue
+        if executor is not None and executor.submits:
+            from fewshot.sweep import PointTask
+
+            tasks.append(PointTask(label=config["name"], seed=config["seed"], config=config, data=str(data),
+                                   run_dir=str(run_dir), results=str(results), episode_paths=[str(f.path) for f in files],
+                                   device=device_name, precision=precision))
+            continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
         for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
             log(f"  {record['setting']}: {record_summary(record)} -> {record['_path']}")
             records.append(record)
+    if tasks:
+        records += _launch_seeds(tasks, executor, Path(runs) / store_id(store) / "submitit", store, files, results,
+                                 method, log)
     if floor:
         log("pixels (raw-pixel floor):")
         for record in evaluate_floor(data, store, files, results, existing, device_name):
             log(f"  {record['setting']}: {record_summary(record)} ({record['_path']})")
             records.append(record)
     return records
+
+
+def _launch_seeds(tasks: list, executor, folder: Path, store: Store, files: list[EpisodeFile], results: str | Path,
+                  method: str, log: Log) -> list[dict]:
+    """Hand the seeds lacking records to the executor; the records of theirs in the results folder after."""
+    from fewshot.sweep import launch
+
+    sweep = launch(tasks, executor, folder, log, name=f"fewshot-bench-{Path(method).stem}")
+    if sweep.busy:
+        log(f"{len(sweep.busy)} seed(s) left alone: a live job holds them (see --status)")
+    for task, outcome in sweep.outcomes:
+        if outcome["ok"]:
+            summary = "; ".join(f"{s} {interval}" for s, interval, _ in outcome["records"])
+            log(f"  {task.label} seed {task.seed} ({outcome['how']}): {summary}")
+        else:
+            log(f"  FAILED {task.label} seed {task.seed}: {outcome['error']}"
+                + (f" (log: {outcome['log']})" if outcome.get("log") else ""))
+    if not sweep.waits and sweep.launched:
+        log(f"{len(sweep.launched)} seed(s) submitted; run the same command again to collect their records "
+            "(--status shows where they stand)")
+    found = index_records(results)
+    keys = [(config_digest(task.config), f.checksum, store.split(f.meta["split"]).checksum) for task in tasks
+            for f in files]
+    return [found[key] for key in keys if key in found]
+
+
+def bench_status(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int] = (1, 5),
+                 seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
+                 results: str | Path = "work-runs/results", runs: str | Path = "work-runs",
+          overrides: list[str] | None = None,
+                 precision: str | None = None, queries: int = DEFAULT_QUERIES,
+                 count: int = DEFAULT_COUNT) -> list[tuple[dict, PointStatus]]:
+    """Each seed's status (done, running, failed, pending), from the run, point and record folders."""
+    from fewshot.sweep import collect_statuses
+
+    store, configs, files = _bench_plan(method, data, ways, shots, seeds, episode_paths, runs, overrides, precision,
+                                        queries, count)
+    existing = index_records(results)
+    points = [(run_folder(runs, store, c), not missing_files(c, store, files, existing)) for c in configs]
+    return list(zip(configs, collect_statuses(points)))

@@ -1,11 +1,13 @@
-"""`fewshot ablate SPEC [--jobs N] [--results DIR]`: run a grid of configs, then table and plot it."""
+"""`fewshot ablate SPEC [--jobs N] [--results DIR] [--executor slurm ...] [--status]`: run a grid of configs, then
+table and plot it."""
 from __future__ import annotations
 
 import argparse
 
-from fewshot.ablate import load_spec, run_ablation
+from fewshot.ablate import ablation_status, load_spec, run_ablation
 from fewshot.commands.bench import _IntermixedParser
 from fewshot.commands.common import positive_int
+from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 
 
 def add_parser(sub) -> None:
@@ -17,8 +19,8 @@ def add_parser(sub) -> None:
                                    "+- 95% CI against each swept key). SPEC format: fewshot/ablate.py and "
                                    "ablations/*.toml.")
     p.add_argument("spec", help="ablation spec (.toml), e.g. ablations/shots.toml")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="worker processes (each gets max(1, cores // jobs) torch threads)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="local worker processes (each gets max(1, cores // jobs) torch threads; default 1)")
     p.add_argument("--results", help="results folder (default OUT/results)")
     p.add_argument("--data", help="prepared store (default: the spec's data)")
     p.add_argument("--out", help="output folder (default: the spec's out)")
@@ -29,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no training progress (with --jobs 1, each run otherwise shows a bar on a terminal, "
                         "plain lines in a file; with more jobs the workers are always quiet)")
+    p.add_argument("--status", action="store_true",
+                   help="print every point as done, running, failed (its error and log) or pending; run nothing")
+    add_executor_options(p, " The spec's [executor] table sets the same; these options override it.")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
     p.set_defaults(func=run)
@@ -38,12 +43,20 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"train.precision={args.precision}"] if args.precision else [])
     spec = load_spec(args.spec, args.data, args.out, overrides)
-    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device,
-                           progress=not args.no_progress and args.jobs == 1)
+    if args.status:
+        return print_status(spec, args.results)
+    options = executor_options(args, spec.executor, args.jobs)
+    outcome = run_ablation(spec, options.jobs, args.results, args.max_points, args.device, executor=options,
+                           progress=not args.no_progress and options.jobs == 1)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"
+          + (f", {outcome.submitted} submitted" if outcome.submitted else "")
+          + (f", {outcome.busy} still held by live jobs" if outcome.busy else "")
           + (f", {outcome.pending} not run yet (--max-points)" if outcome.pending else "")
           + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
+    if outcome.submitted or outcome.busy:
+        print(f"watch them with `fewshot ablate {args.spec} --status`; run this command again to collect the table "
+              "(and to resubmit any point that failed)")
     if outcome.table:
         from fewshot.report import build_report
         report = build_report(outcome.records, spec.out / "report", runs=[spec.out / "runs"],
@@ -51,3 +64,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"table: {outcome.table}\nplot:  {outcome.plot}\nreport: {report}\n")
         print(outcome.table.read_text(), end="")
     return 1 if outcome.failed else 0
+
+
+def print_status(spec, results: str | None) -> int:
+    statuses = ablation_status(spec, results)
+    counts = {state: sum(s.state == state for _, s in statuses) for state in ("done", "running", "failed", "pending")}
+    print(f"ablation {spec.name}: {len(statuses)} points: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    print(format_statuses([(f"{point.label} seed {point.seed}", status) for point, status in statuses]), end="")
+    return 0

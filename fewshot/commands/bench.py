@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench
+from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench, bench_status
 from fewshot.commands.common import add_device, positive_int
+from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 from fewshot.config import list_configs
 from fewshot.results.tables import format_table
 
@@ -64,6 +65,9 @@ def add_parser(sub) -> None:
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: training prints a plain line every few log rows instead")
+    p.add_argument("--status", action="store_true",
+                   help="print each seed as done, running, failed (its error and log) or pending; run nothing")
+    add_executor_options(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
     p.set_defaults(func=run)
@@ -71,13 +75,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.status:
+        statuses = bench_status(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results,
+                                args.runs, args.overrides, args.precision, args.queries, args.count)
+        print(format_statuses([(f"{config['name']} seed {config['seed']}", status) for config, status in statuses]),
+              end="")
+        return 0
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
                     args.overrides, args.device, args.precision, "lines" if args.no_progress else True, args.floor,
-                    args.queries, args.count)
-    print()
-    print(format_table(records, args.format), end="")
-    from fewshot.report import build_report  # here, not at the top: `fewshot --help` need not load it
-    report = build_report(records, Path(args.results) / f"report-{Path(args.method).stem}", runs=[args.runs],
-                          baseline="pixels" if args.floor else None, title=f"fewshot bench {args.method}")
-    print(f"\nreport: {report}")
+                    args.queries, args.count, executor=executor_options(args))
+    if records:
+        print()
+        print(format_table(records, args.format), end="")
+        from fewshot.report import build_report  # here, not at the top: `fewshot --help` need not load it
+        report = build_report(records, Path(args.results) / f"report-{Path(args.method).stem}", runs=[args.runs],
+                              baseline="pixels" if args.floor else None, title=f"fewshot bench {args.method}")
+        print(f"\nreport: {report}")
     return 0

@@ -1,0 +1,58 @@
+"""`local`: points in this process (--jobs 1) or in a pool of worker processes on this machine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from fewshot.sweep.options import ExecutorOptions
+from fewshot.sweep.registry import EXECUTORS
+from fewshot.sweep.state import write_submission
+from fewshot.sweep.task import PointTask, run_task
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_indexed(item: tuple[int, PointTask]) -> tuple[int, dict]:
+    index, task = item
+    return index, run_task(task)
+
+
+@EXECUTORS.register("local")
+class LocalPool:
+    """Runs the points and yields each outcome as it finishes; `jobs` workers get max(1, cores // jobs) torch
+    threads each. Always waits: the points are this command's own processes."""
+
+    waits = True
+
+    def __init__(self, options: ExecutorOptions, folder: Path) -> None:
+        self.jobs = options.jobs
+
+    def launch(self, tasks: list[PointTask], log: Callable[[str], None],
+               name: str = "fewshot") -> Iterator[tuple[PointTask, dict]]:
+        for task in tasks:  # queued in this process: --status tells them from abandoned ones by its pid
+            write_submission(task.folder, task.token, "local")
+        if self.jobs == 1 or len(tasks) <= 1:
+            for task in tasks:
+                yield task, run_task(task)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
+        with ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(_run_indexed, (index, task)) for index, task in enumerate(tasks)]
+            try:
+                for future in as_completed(futures):
+                    index, outcome = future.result()
+                    yield tasks[index], outcome
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
