@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline", metavar="METHOD", help="paired differences of every method from METHOD")
     p.add_argument("--ci", default="normal", choices=["normal", "t"],
                    help="interval over episodes: normal 1.96*std/sqrt(n), ddof 0 (default) or Student-t, ddof 1")
-    p.add_argument("--decimals", type=int, default=2)
+    p.add_argument("--decimals", type=int, default=2, help="decimals of the numbers in the tables")
     p.add_argument("--title", default="", help="page title (default: fewshot report)")
     p.set_defaults(func=run)
 
