@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from fewshot.errors import FewshotError
+from fewshot.errors import FewshotError, environment_error
 
 COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "table", "compare", "bench", "ablate", "curve", "demo", "list"]
 
@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fewshot: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # disk full, read-only folder, a file where a folder belongs: one line too
+        error = environment_error(exc)
+        if error is None or args.debug:
+            raise
+        print(f"fewshot: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("fewshot: interrupted; finished checkpoints and records are kept (see --resume)", file=sys.stderr)
         return 130

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="prepared store (default: the spec's data)")
     p.add_argument("--out", help="output folder (default: the spec's out)")
     p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
+    p.add_argument("--force", action="store_true",
+                   help="replace a table.md, table.csv or ablation.png under OUT that fewshot did not write")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
@@ -32,7 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.data, args.out, args.overrides)
-    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device)
+    outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device, force=args.force)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"
           + (f", {outcome.pending} not run yet (--max-points)" if outcome.pending else "")

@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
                    help="best (the best validation step; the last one without validation), last, or step-N: "
                         "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
+    p.add_argument("--force", action="store_true", help="replace an --out .json file that is not a result record")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -45,13 +46,14 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.episodes.files import load_episode_file
     from fewshot.evaluate.run import evaluate_pixels, evaluate_run
-    from fewshot.results.records import check_results_folder, write_record
+    from fewshot.results.records import check_record_target, check_results_folder, write_record
     from fewshot import distributed
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
     files = [load_episode_file(f) for f in args.episodes]
     if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
         check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
+        check_record_target(args.out, args.force)
     if args.backbone:
         if not args.data:
             raise FewshotError("--backbone pixels needs --data, the prepared store")
@@ -63,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
         raise FewshotError("--out names one .json file but several episode files were given; pass a folder")
     for record in records:
-        where = f" -> {write_record(record, args.out)}" if args.out else ""
+        where = f" -> {write_record(record, args.out, args.force)}" if args.out else ""
         print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
               f"{record['mean']:.2f} +- {record['ci95']:.2f}{where}")
     return 0

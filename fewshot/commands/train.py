@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fewshot.commands.common import add_device
+from fewshot.commands.common import add_device, positive_int
 from fewshot.config import list_configs, load_config
 
 
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="prepared store folder")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue a stopped or killed run from its last checkpoint")
-    p.add_argument("--nproc", type=int, default=1, help="processes (torch.distributed; see README)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes (torch.distributed; see README)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)

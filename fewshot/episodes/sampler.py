@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot.errors import FewshotError
+from fewshot.memory import check_fits
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class EpisodeSampler:
             raise FewshotError(f"episode count must be a positive integer, got {count}")
         n_classes = len(self.class_counts)
         per_class = self.shots + self.queries
+        # The keys (8 bytes a draw) and the sort's copies of them, about three times the keys at the peak.
+        check_fits(3 * 8 * calls * self.draws_per_call(count), f"drawing {calls * count:,} episodes",
+                   "draw fewer episodes at once (--count, train.val_episodes) or fewer ways")
         # One call's doubles are its class keys, then its image keys; successive calls follow one another.
         block = self.rng.random((calls, self.draws_per_call(count)))
         # N distinct classes per episode: the N smallest of uniform keys is a uniform N-subset.

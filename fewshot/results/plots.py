@@ -1,9 +1,12 @@
 """Plots of results (matplotlib, Agg canvas: no display needed)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
+
+from fewshot.atomic import write_bytes_atomic
 
 
 def _is_number(value) -> bool:
@@ -71,8 +74,7 @@ def plot_sweep(points: pd.DataFrame, keys: list[str], out: str | Path, levels: d
                 ax.legend(fontsize="small")
     if title:
         figure.suptitle(title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(out)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=110, format="png")  # a full disk leaves no half-written PNG behind
+    write_bytes_atomic(out, buffer.getvalue())
     return out
