@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import shutil
@@ -45,6 +46,25 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _remove_stale_partials(final: Path) -> None:
+    """Delete temporary folders for `final` left by writers that were killed (their pid is gone).
+
+    A killed `prepare` cannot clean up after itself, and its partial store can be gigabytes; the next
+    attempt at the same output removes it. A folder whose writer is alive (or whose pid cannot be read)
+    is left alone."""
+    for partial in final.parent.glob(f".{glob.escape(final.name)}.*-*.partial"):
+        pid_text = partial.name[len(final.name) + 2:].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # its writer is alive
+        except ProcessLookupError:
+            shutil.rmtree(partial, ignore_errors=True)
+        except OSError:  # alive, someone else's
+            continue
+
+
 @contextmanager
 def atomic_directory(final: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to `final`, on failure delete it.
@@ -53,7 +73,9 @@ def atomic_directory(final: str | os.PathLike, replace: bool = False) -> Iterato
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    _remove_stale_partials(final)
+    # The pid in the name lets a later call tell a folder left by a killed writer from one still being written.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".partial", dir=final.parent))
     try:
         yield tmp
         if final.exists():

@@ -139,7 +139,8 @@ time.sleep(600)
 """
 
 
-def test_killing_a_command_that_decodes_with_a_pool_ends_the_pool_and_its_forkserver(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_a_command_that_decodes_with_a_pool_ends_the_pool_and_its_forkserver(sig, tmp_path):
     from PIL import Image
 
     for i in range(4):
@@ -150,7 +151,7 @@ def test_killing_a_command_that_decodes_with_a_pool_ends_the_pool_and_its_forkse
     time.sleep(0.5)
     helpers = descendants(process.pid)  # the forkserver and, below it, the two decoders
     assert len(helpers) >= 3, helpers
-    os.kill(process.pid, signal.SIGKILL)
+    os.kill(process.pid, sig)
     process.wait(timeout=60)
     assert_all_end(helpers)
 
@@ -276,3 +277,38 @@ def test_bench_refuses_a_run_folder_another_process_is_training(tiny_store, tmp_
         other.kill()
         other.wait()
     assert train_or_reuse(config, tiny_store, run, progress=False, device_name="cpu", log=lambda line: None) == "trained"
+
+
+PARTIAL_WRITER = r"""
+import sys, time
+from fewshot.atomic import atomic_directory
+with atomic_directory(sys.argv[1]) as tmp:
+    (tmp / "big.npy").write_bytes(b"x" * 100000)
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_folder_half_written_by_a_killed_command_is_removed_by_the_next_one(tmp_path):
+    from fewshot.atomic import atomic_directory
+
+    def writer() -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", PARTIAL_WRITER, str(tmp_path / "store")], env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "writing", process.stderr.read()
+        return process
+
+    killed, alive = writer(), writer()
+    killed.kill()
+    killed.wait()
+    try:
+        partials = sorted(p.name for p in tmp_path.glob(".store.*.partial"))
+        assert len(partials) == 2  # a kill -9 cleans nothing up itself
+        with atomic_directory(tmp_path / "store", replace=True) as tmp:
+            (tmp / "done").write_text("ok")
+        left = sorted(p.name for p in tmp_path.glob(".store.*.partial"))
+        assert left == [p for p in partials if p.startswith(f".store.{alive.pid}-")]  # the live writer's stays
+        assert (tmp_path / "store" / "done").read_text() == "ok"
+    finally:
+        alive.kill()
+        alive.wait()
