@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fewshot: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (MemoryError, RuntimeError) as exc:  # out of memory (host or GPU) is the environment too
+        from fewshot.memory import is_out_of_memory, out_of_memory_message
+
+        if args.debug or not is_out_of_memory(exc):
+            raise
+        print(f"fewshot: error: {out_of_memory_message(exc)}", file=sys.stderr)
+        return FewshotError.exit_code
     except OSError as exc:  # disk full, read-only folder, a file where a folder belongs: one line too
         error = environment_error(exc)
         if error is None or args.debug:

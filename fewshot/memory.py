@@ -34,6 +34,22 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} PB"  # pragma: no cover
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, torch's OutOfMemoryError (a GPU), or torch's CPU allocator failing."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """What ran out, in one line (torch's messages run on with advice about allocator settings)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first.split(". ")[0][:160]
+    return (f"out of memory ({first}); lower the batch (episodes.ways, episodes.shots, episodes.queries, "
+            "batch.classes, train.episodes_per_step, eval.batch_episodes) or the model (backbone.hidden, head.dim)")
+
+
 def check_fits(nbytes: float, what: str, fix: str) -> None:
     """Raise a one-line FewshotError when `nbytes` exceed the memory available now."""
     free = available_bytes()

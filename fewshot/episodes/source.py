@@ -77,9 +77,9 @@ class BatchSource:
                                                    np.repeat(np.arange(s.ways), s.queries)])
 
     def _check_step_fits(self, config: dict) -> None:
-        """Refuse a step whose images, and the first layer's outputs on them, cannot fit in memory.
-
-        A lower bound (later layers and the backward pass need more), so it refuses only what surely fails."""
+        """Refuse a step whose images cannot fit in this machine's memory: the uint8 gather buffer and the
+        float copy made from it (5 bytes a pixel) are host memory whatever the device. The network's outputs
+        need far more, on the device; a step that does not fit there ends in a one-line out-of-memory error."""
         if self.kind == "episode":
             images = self.batches_per_step * self.sampler.ways * (self.sampler.shots + self.sampler.queries)
             fix = "lower episodes.ways, episodes.shots, episodes.queries or train.episodes_per_step"
@@ -87,10 +87,7 @@ class BatchSource:
             images = self.classes_per_rank * config["batch"]["per_class"]
             fix = "lower batch.classes or batch.per_class"
         height, width, channels = self.split.image_shape
-        hidden = config.get("backbone", {}).get("hidden", 1)
-        hidden = hidden if isinstance(hidden, int) and hidden > 0 else 1
-        check_fits(4.0 * images * height * width * (channels + hidden), f"a training step of {images:,} images",
-                   fix)
+        check_fits(5.0 * images * height * width * channels, f"a training step of {images:,} images", fix)
 
     def rows_and_labels(self) -> tuple[np.ndarray, np.ndarray, dict]:
         if self.kind == "episode":

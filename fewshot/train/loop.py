@@ -31,6 +31,7 @@ from fewshot.errors import FewshotError, environment_error
 from fewshot.evaluate.distributed import evaluate_episodes
 from fewshot.learners import Learner, create_learner
 from fewshot.locks import LOCK_NAME, hold_folder
+from fewshot.memory import is_out_of_memory, out_of_memory_message
 from fewshot.provenance import environment, git_commit, now
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from fewshot.runs.folder import read_run_file
@@ -115,6 +116,11 @@ def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progre
             if error is None:
                 raise
             raise error from None
+        except (MemoryError, RuntimeError) as exc:  # a step that does not fit (often only on a GPU)
+            if not is_out_of_memory(exc):
+                raise
+            raise FewshotError(f"at step {run.step + 1}: {out_of_memory_message(exc)}; then "
+                               f"{_how_to_continue(run, resume)}") from None
 
 
 class _TrainingRun:

@@ -198,3 +198,46 @@ def test_a_saved_config_with_unknown_or_missing_keys_passes_the_check():
     config["optim"]["lr"] = float("nan")
     with pytest.raises(Exception, match="run/config.json: optim.lr must be a finite number"):
         check_config(config, "run/config.json")
+
+
+def test_running_out_of_memory_during_a_step_is_one_line_and_leaves_a_clean_folder(tiny_store, tmp_path, capsys,
+                                                                                    monkeypatch):
+    import torch
+
+    import fewshot.train.loop as loop
+
+    real = loop._TrainingRun.train_step
+    calls = {"n": 0}
+
+    def step_that_does_not_fit(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the checkpoint of step 2
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 164.00 GiB. GPU 0 has ...")
+        return real(self)
+
+    monkeypatch.setattr(loop._TrainingRun, "train_step", step_that_does_not_fit)
+    run = tmp_path / "run"
+    args = ["train", "--data", tiny_store, "--out", run, "--no-progress", *TINY_ARGS, "train.steps=4"]
+    line = error_of(args, capsys)
+    assert line.startswith("fewshot: error: at step 3: out of memory (CUDA out of memory") and "--resume" in line
+    calls["n"] = -100
+    assert main([str(a) for a in args + ["--resume"]]) == 0  # memory free again: it continues
+
+    calls["n"] = 2  # the next call is the first step of a new run: nothing to resume, its files are removed
+    line = error_of(["train", "--data", tiny_store, "--out", tmp_path / "other", "--no-progress", *TINY_ARGS], capsys)
+    assert "at step 1: out of memory" in line and "files were removed" in line
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_cpu_allocator_failing_is_one_line_in_any_verb(tiny_store, tmp_path, capsys, monkeypatch):
+    import fewshot.evaluate.run as evaluate_run
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 900000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(evaluate_run, "evaluate_files", refuse)
+    episodes = tmp_path / "e.npz"
+    make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 5, seed=0).save(episodes)
+    line = error_of(["eval", "--backbone", "pixels", "--data", tiny_store, "--episodes", episodes], capsys)
+    assert "out of memory ([enforce fail at alloc_cpu.cpp:114] data" in line and "lower the batch" in line
