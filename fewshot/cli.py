@@ -48,11 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below
     except FewshotError as exc:
         if args.debug:
             raise
         print(f"fewshot: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `fewshot table ... | head`: the reader left; say nothing (as Python's docs advise)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off by a pipe
     except (MemoryError, RuntimeError) as exc:  # out of memory (host or GPU) is the environment too
         from fewshot.memory import is_out_of_memory, out_of_memory_message
 

@@ -451,7 +451,8 @@ def _check_split_files(folder: Path, manifest, classes, images: np.ndarray, labe
             isinstance(n, str) for n in classes["names"]) or len(classes["names"]) != manifest["n_classes"]:
         raise damaged(f"classes.json should list the {manifest['n_classes']} class names")
     categories = classes.get("categories")
-    if categories is not None and (not isinstance(categories, list) or len(categories) != manifest["n_classes"]):
+    if categories is not None and (not isinstance(categories, list) or len(categories) != manifest["n_classes"]
+                                   or not all(isinstance(c, str) for c in categories)):
         raise damaged("classes.json: categories should be null or one a class")
     if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != shape:
         raise damaged(f"images.npy holds {images.dtype} {images.shape}, not uint8 (N, {', '.join(map(str, shape))})")

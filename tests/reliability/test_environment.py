@@ -291,3 +291,17 @@ def test_eval_never_replaces_a_json_file_that_is_not_a_record_without_force(trai
     assert json.loads(theirs.read_text())["format"] == "fewshot-result"
     ok(args, capsys)  # a record may be replaced by a record
     shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+
+
+@pytest.mark.parametrize("argv", [["list"], ["info", "STORE"]])
+def test_output_into_a_closed_pipe_is_no_traceback(argv, tiny_store):
+    import sys
+
+    argv = [str(tiny_store) if a == "STORE" else a for a in argv]
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) is gone before anything is written
+    process = subprocess.run([sys.executable, "-m", "fewshot", *argv], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=300)
+    os.close(write)
+    assert "Traceback" not in process.stderr and "Exception ignored" not in process.stderr, process.stderr
+    assert process.returncode in (0, 141)
