@@ -5,7 +5,7 @@ import argparse
 
 from fewshot.ablate import load_spec, run_ablation
 from fewshot.commands.bench import _IntermixedParser
-from fewshot.commands.common import positive_int
+from fewshot.commands.common import non_negative_int, positive_int
 
 
 def add_parser(sub) -> None:
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--results", help="results folder (default OUT/results)")
     p.add_argument("--data", help="prepared store (default: the spec's data)")
     p.add_argument("--out", help="output folder (default: the spec's out)")
-    p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
+    p.add_argument("--max-points", type=non_negative_int, help="run at most this many unfinished points, then report")
     p.add_argument("--force", action="store_true",
                    help="replace a table.md, table.csv or ablation.png under OUT that fewshot did not write")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")

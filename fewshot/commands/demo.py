@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fewshot.commands.common import add_device
+from fewshot.commands.common import add_device, positive_int
 from fewshot.config import load_config
 
 DEMO_MARK = ".fewshot-demo"  # in --out: the folder is the demo's own, so re-running may reuse and replace in it
@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
                                    "Conv-4 ProtoNet briefly, evaluate it and the raw-pixel floor on 1,000 fixed "
                                    "test episodes per setting, and print the table. Re-running reuses what exists.")
     p.add_argument("--out", default="demo-output", help="working folder (default ./demo-output)")
-    p.add_argument("--steps", type=int, default=DEMO_OVERRIDES["train.steps"], help="training steps")
-    p.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
+    p.add_argument("--steps", type=positive_int, default=DEMO_OVERRIDES["train.steps"], help="training steps")
+    p.add_argument("--episodes", type=positive_int, default=1000, help="test episodes per setting")
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
     p.set_defaults(func=run)

@@ -78,6 +78,8 @@ class EpisodeSampler:
                  class_names: list[str] | None = None) -> None:
         self.class_counts = np.asarray(class_counts, dtype=np.int64)
         check_episode_shape(ways, shots, queries, self.class_counts, class_names)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise FewshotError(f"episode seed must be an integer of 0 or more, got {seed!r}")
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._max_count = int(self.class_counts.max())

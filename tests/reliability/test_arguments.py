@@ -90,10 +90,16 @@ def test_a_loss_the_learner_does_not_train_with_is_refused(tiny_store, tmp_path,
     (["train", "--nproc", "-2"], "argument --nproc: must be a positive integer, got -2"),
     (["prepare", "synthetic", "--workers", "0"], "argument --workers: must be a positive integer, got 0"),
     (["ablate", "spec.toml", "--jobs", "0"], "argument --jobs: must be a positive integer, got 0"),
+    (["ablate", "spec.toml", "--max-points", "-1"], "argument --max-points: must be 0 or more, got -1"),
+    (["episodes", "--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+    (["prepare", "synthetic", "--seed", "-3"], "argument --seed: must be 0 or more, got -3"),
+    (["demo", "--steps", "0"], "argument --steps: must be a positive integer, got 0"),
+    (["demo", "--episodes", "0"], "argument --episodes: must be a positive integer, got 0"),
 ])
-def test_process_counts_below_one_are_refused(argv, expected, tiny_store, tmp_path, capsys):
+def test_counts_and_seeds_out_of_range_on_the_command_line_are_refused_before_any_work(argv, expected, tiny_store, tmp_path, capsys):
     extra = {"train": ["--data", tiny_store, "--out", tmp_path / "run"], "prepare": ["--out", tmp_path / "s"],
-             "ablate": []}[argv[0]]
+             "ablate": [], "episodes": ["--data", tiny_store, "--out", tmp_path / "e.npz"],
+             "demo": ["--out", tmp_path / "demo"]}[argv[0]]
     assert expected in error_of([*argv, *extra], capsys)
     assert list(tmp_path.iterdir()) == []
 
