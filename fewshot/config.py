@@ -243,6 +243,19 @@ def _set(config: dict, key: str, value: Any, where: str) -> None:
     check_value(key, node[leaf], where)
 
 
+def with_defaults(config: dict) -> dict:
+    """A saved config with the keys it lacks (an older version's, or an edited one) taken from DEFAULTS,
+    so readers find every key they use; what it holds is kept."""
+    merged = copy.deepcopy(DEFAULTS)
+    for key, value in _flatten(config).items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = value
+    return merged
+
+
 def list_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 

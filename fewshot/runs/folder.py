@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fewshot.config import check_config
+from fewshot.config import check_config, with_defaults
 from fewshot.errors import FewshotError
 from fewshot.learners import create_learner
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state
@@ -78,6 +78,7 @@ def load_run(run: str | Path, which: str = "best", device: torch.device | None =
         raise FewshotError(f"{run} is not a run folder (no config.json); train one with `fewshot train`")
     config = read_run_file(run, "config.json")
     check_config(config, str(config_file))
+    config = with_defaults(config)  # keys added since it was trained read as their defaults
     summary = read_run_file(run, "run.json") if (run / "run.json").exists() else {}
     ckpt_path = run / "checkpoints" / f"{name}.pt"
     if name.startswith("step-") and not ckpt_path.is_file():

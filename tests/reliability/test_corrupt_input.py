@@ -400,3 +400,12 @@ def test_a_clean_small_archive_still_prepares(one_character, tmp_path, capsys):
     src = archive(tmp_path / "src", {"images_background/README.txt": b"not a drawing: skipped"})
     ok(prepare_args(src, tmp_path), capsys)
     assert Store(tmp_path / "store").split("train").class_counts.tolist() == [2]
+
+
+def test_a_config_json_lacking_keys_of_a_newer_version_still_evaluates(run_copy, episodes_file, trained_run, capsys):
+    reference = ok(eval_args(trained_run, episodes_file), capsys).split("+-")[0]
+
+    def older(config):
+        del config["train"]["channels_last"], config["eval"]["batch_episodes"], config["head"]["normalize"]
+    write_json(run_copy / "config.json", older)
+    assert ok(eval_args(run_copy, episodes_file), capsys).split("+-")[0] == reference  # same accuracy
