@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from fewshot.config import DEFAULTS, VALID_KEYS, apply_overrides, config_digest,
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
+from fewshot.locks import hold_folder
 from fewshot.results.records import check_results_folder
 from fewshot.sweep import ExecutorOptions, PointStatus, PointTask, collect_statuses, launch
 from fewshot.sweep.options import from_table
@@ -117,6 +119,33 @@ def _as_list(value: Any, what: str, spec: Path) -> list:
     return values
 
 
+def _int(value: Any, what: str, spec: Path, low: int = 1) -> int:
+    """An integer of the spec (TOML gives int already; a string of digits is taken too), at least `low`."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise FewshotError(f"{spec}: {what} must be an integer of {low} or more, got {value!r}")
+    return value
+
+
+def _ints(value: Any, what: str, spec: Path, low: int = 1) -> list[int]:
+    return [_int(v, what, spec, low) for v in _as_list(value, what, spec)]
+
+
+def _table(raw: dict, key: str, spec: Path) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise FewshotError(f"{spec}: {key} must be a table (key = value pairs), got {value!r}")
+    return value
+
+
+def _text_value(raw: dict, key: str, spec: Path) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise FewshotError(f"{spec}: {key} must be a string, got {value!r}")
+    return value
+
+
 def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None = None,
               extra_overrides: list[str] | None = None) -> AblationSpec:
     """Read and check a SPEC; `data`, `out` and `extra_overrides` (key=value strings, applied over the
@@ -131,7 +160,9 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
     unknown = sorted(set(raw) - SPEC_KEYS)
     if unknown:
         raise FewshotError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(sorted(SPEC_KEYS))}")
-    grid = _flatten(raw.get("grid") or {})
+    for key in ("name", "config", "data", "out", "device", "description"):
+        _text_value(raw, key, path)
+    grid = _flatten(_table(raw, "grid", path))
     if not grid:
         raise FewshotError(f"{path}: the [grid] is empty; list at least one config key with its values")
     for key, values in grid.items():
@@ -156,13 +187,13 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
     data = data or raw.get("data")
     if not data:
         raise FewshotError(f"{path}: no data store; add data = \"DIR\" to the spec or pass --data")
-    episodes = raw.get("episodes") or {}
+    episodes = _table(raw, "episodes", path)
     unknown = sorted(set(episodes) - EPISODE_KEYS)
     if unknown:
         raise FewshotError(f"{path}: unknown [episodes] key {unknown[0]!r}; use {', '.join(sorted(EPISODE_KEYS))}")
     name = str(raw.get("name") or path.stem)
-    seeds = [int(s) for s in _as_list(raw.get("seeds", [0]), "seeds", path)]
-    overrides = _flatten(raw.get("overrides") or {})
+    seeds = _ints(raw.get("seeds", [0]), "seeds", path, low=0)
+    overrides = _flatten(_table(raw, "overrides", path))
     for text in extra_overrides or []:
         if "=" not in text:
             raise FewshotError(f"override {text!r} is not key=value (for example train.steps=100)")
@@ -178,10 +209,11 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
         seeds=seeds,
         overrides=overrides, device=str(raw.get("device", "auto")),
         episode_files=[str(f) for f in _as_list(episodes["files"], "episodes.files", path)] if "files" in episodes else None,
-        ways=[int(w) for w in _as_list(episodes.get("ways", [5]), "episodes.ways", path)],
-        shots=[int(s) for s in _as_list(episodes.get("shots", [1, 5]), "episodes.shots", path)],
-        queries=int(episodes.get("queries", DEFAULT_QUERIES)), count=int(episodes.get("count", DEFAULT_COUNT)),
-        episode_seed=int(episodes.get("seed", EPISODE_SEED)),
+        ways=_ints(episodes.get("ways", [5]), "episodes.ways", path),
+        shots=_ints(episodes.get("shots", [1, 5]), "episodes.shots", path),
+        queries=_int(episodes.get("queries", DEFAULT_QUERIES), "episodes.queries", path),
+        count=_int(episodes.get("count", DEFAULT_COUNT), "episodes.count", path),
+        episode_seed=_int(episodes.get("seed", EPISODE_SEED), "episodes.seed", path, low=0),
         executor=from_table(raw["executor"], str(path)) if "executor" in raw else {},
     )
     return spec
@@ -243,6 +275,22 @@ class AblationOutcome:
     busy: int = 0  # left alone: a live job already holds them
 
 
+REPORT_FILES = ("table.md", "table.csv", "ablation.png")
+REPORT_MARK = ".fewshot-ablation.json"  # which report files under OUT fewshot wrote (and may replace)
+
+
+def check_report_files(out: Path, force: bool = False) -> None:
+    """Refuse to replace a table.md, table.csv or ablation.png under OUT that fewshot did not write."""
+    try:
+        written = set(json.loads((out / REPORT_MARK).read_text()).get("written", []))
+    except (OSError, ValueError, AttributeError):
+        written = set()
+    foreign = [name for name in REPORT_FILES if (out / name).exists() and name not in written]
+    if foreign and not force:
+        raise FewshotError(f"{out / foreign[0]} was not written by fewshot ablate; choose another --out, move it "
+                           "away, or pass --force to replace it")
+
+
 @dataclass
 class _Plan:
     """What an ablation has on disk: its points, the store, episode files, folders, and each point's task."""
@@ -287,14 +335,28 @@ def _plan(spec: AblationSpec, results: str | Path | None, device_name: str | Non
 
 def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None = None, max_points: int | None = None,
                  device_name: str | None = None, log: Callable[[str], None] = print,
-                 executor: ExecutorOptions | None = None, progress: bool | str = False) -> AblationOutcome:
+                 executor: ExecutorOptions | None = None, progress: bool | str = False,
+                 force: bool = False) -> AblationOutcome:
     """Run every unfinished point (at most `max_points` this time), then write the table and plot.
 
     `executor` says where (default: `jobs` local processes); points a live job already holds are left alone,
     and submitted jobs are awaited only with executor.wait (a later run, or --status, collects them).
-    `progress` is each training run's (fewshot.train.loop.train) when the points run one at a time here."""
+    `progress` is each training run's (fewshot.train.loop.train) when the points run one at a time here.
+    OUT is held for the whole command (locks.hold_folder): a second `ablate` on it is refused with the
+    holder's pid. A table.md, table.csv or ablation.png under OUT that fewshot did not write is replaced
+    only with `force`."""
     if jobs < 1:
         raise FewshotError(f"--jobs must be 1 or more, got {jobs}")
+    if spec.out.exists() and not spec.out.is_dir():
+        raise FewshotError(f"--out {spec.out} is a file, not a folder; choose another --out")
+    check_report_files(spec.out, force)
+    with hold_folder(spec.out, "ablation"):
+        return _run_ablation(spec, jobs, results, max_points, device_name, log, executor, progress)
+
+
+def _run_ablation(spec: AblationSpec, jobs: int, results: str | Path | None, max_points: int | None,
+                  device_name: str | None, log: Callable[[str], None], executor: ExecutorOptions | None,
+                  progress: bool | str) -> AblationOutcome:
     options = executor or ExecutorOptions(jobs=jobs)
     check_results_folder(Path(results) if results else spec.out / "results")  # before any training, not after it
     plan = _plan(spec, results, device_name, progress if options.name == "local" and options.jobs == 1 else False)
@@ -315,6 +377,8 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
             ran += 1
             summary = "; ".join(f"{s} {interval}" for s, interval, _ in outcome["records"])
             log(f"  [{done_before + ran}/{len(points)}] {point.label} seed {point.seed} ({outcome['how']}): {summary}")
+        elif outcome.get("stop"):
+            raise FewshotError(f"point {point.label} seed {point.seed}: {outcome['error']}")
         else:
             failed.append((point, outcome["error"]))
             log(f"  FAILED {point.label} seed {point.seed}: {outcome['error']}"
@@ -349,12 +413,13 @@ def write_report(spec: AblationSpec, points: list[Point], records: list[dict]) -
     """OUT/table.md, OUT/table.csv and OUT/ablation.png from the records."""
     import pandas as pd
 
-    from fewshot.atomic import write_text_atomic
+    from fewshot.atomic import write_json_atomic, write_text_atomic
     from fewshot.results.plots import plot_sweep
     from fewshot.results.tables import format_table, summarise
 
     order = list(dict.fromkeys(p.label for p in points))
     table_path = spec.out / "table.md"
+    write_json_atomic(spec.out / REPORT_MARK, {"spec": spec.name, "written": list(REPORT_FILES)})
     header = f"# Ablation {spec.name}\n\nBase config: {spec.config or 'swept'}; grid: " + "; ".join(
         f"{k} in [{', '.join(map(_text, v))}]" for k, v in spec.grid.items()) + f"; seeds {spec.seeds}"
     header += "".join(f"; {p.label}: {_label(p.values)}" for p in points if p.baseline and p.seed == spec.seeds[0])

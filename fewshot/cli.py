@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from fewshot.errors import FewshotError
+from fewshot.errors import FewshotError, environment_error
 
 COMMANDS = ["prepare", "info", "verify", "episodes", "train", "eval", "embed", "table", "compare", "bench", "ablate",
             "curve", "report", "demo", "list"]
@@ -61,11 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below
     except FewshotError as exc:
         if args.debug:
             raise
         print(f"fewshot: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `fewshot table ... | head`: the reader left; say nothing (as Python's docs advise)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off by a pipe
+    except (MemoryError, RuntimeError) as exc:  # out of memory (host or GPU) is the environment too
+        from fewshot.memory import is_out_of_memory, out_of_memory_message
+
+        if args.debug or not is_out_of_memory(exc):
+            raise
+        print(f"fewshot: error: {out_of_memory_message(exc)}", file=sys.stderr)
+        return FewshotError.exit_code
+    except OSError as exc:  # disk full, read-only folder, a file where a folder belongs: one line too
+        error = environment_error(exc)
+        if error is None or args.debug:
+            raise
+        print(f"fewshot: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("fewshot: interrupted; finished checkpoints and records are kept (see --resume)", file=sys.stderr)
         return 130

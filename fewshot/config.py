@@ -8,10 +8,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fewshot.errors import FewshotError
 
@@ -196,7 +198,95 @@ POSITIVE_KEYS = {
     "episodes.ways", "episodes.shots", "episodes.queries", "batch.classes", "batch.per_class", "train.steps",
     "train.val_episodes", "train.val_ways", "train.val_shots", "train.val_queries", "train.checkpoint_every",
     "train.log_every", "train.episodes_per_step", "eval.batch_episodes",
+    "backbone.hidden", "head.dim", "head.hidden", "optim.step_size",
 }
+
+# --- The range of each key: key -> check(value) returning what is wrong (a phrase) or None. -------------
+# Every resolved config passes here (each value as it is set, and whole configs read from run folders).
+# A key without an entry is only type-checked, so keys added elsewhere need no entry to work; add one
+# (a line below, or CHECKS["my.key"] = ... beside the code that adds the key) to refuse bad values early.
+Check = Callable[[Any], "str | None"]
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be {low} or more"
+
+
+def finite(low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> Check:
+    """A finite number in [low, high], either end open (excluded) on request."""
+    def check(v):
+        if not math.isfinite(v):
+            return "must be a finite number"
+        if low is not None and (v < low or (low_open and v == low)):
+            return f"must be {'above' if low_open else 'at least'} {low}"
+        if high is not None and (v > high or (high_open and v == high)):
+            return f"must be {'below' if high_open else 'at most'} {high}"
+        return None
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def matches(pattern: str, example: str) -> Check:
+    return lambda v: None if re.fullmatch(pattern, v) else f"must look like {example}"
+
+
+DISTANCES = ("euclidean", "cosine")
+CHECKS: dict[str, Check] = {
+    **{key: at_least(1) for key in POSITIVE_KEYS},
+    "name": lambda v: None if v.strip() and "/" not in v and "\0" not in v else "must be a non-empty name without /",
+    "seed": at_least(0),  # numpy's generators refuse negative seeds
+    "train.keep_every": lambda v: None if v >= 0 else "must be 0 (keep no step) or a step interval",
+    "train.val_every": at_least(0),
+    "train.max_grad_norm": finite(0.0),
+    "train.device": matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
+    "train.precision": one_of("fp32", "bf16", "fp16"),
+    "optim.name": one_of("adam", "sgd"),
+    "optim.lr": finite(0.0, low_open=True),
+    "optim.weight_decay": finite(0.0),
+    "optim.gamma": finite(0.0, 1.0, low_open=True),
+    "optim.momentum": finite(0.0, 1.0, high_open=True),
+    "backbone.dropblock": finite(0.0, 1.0, high_open=True),
+    "loss.distance": one_of(*DISTANCES),
+    "eval.distance": one_of(*DISTANCES),
+    "loss.margin": finite(0.0),
+    "loss.center_margin": finite(0.0),
+    "loss.scale": finite(0.0, low_open=True),
+    "loss.temperature": finite(0.0, low_open=True),
+    "loss.center_lambda": finite(0.0),
+    "loss.center_momentum": finite(0.0, 1.0, high_open=True),
+    "loss.center_lr_scale": finite(0.0),
+    "loss.smoothing": finite(0.0, 1.0, high_open=True),
+    "cir.p": finite(0.0, 1.0),
+    "cir.alpha": finite(0.0),
+    "cir.memory_momentum": finite(0.0, 1.0, high_open=True),
+}
+
+
+def check_value(key: str, value: Any, where: str) -> None:
+    """Refuse a value outside its key's range (CHECKS); keys without a check pass."""
+    check = CHECKS.get(key)
+    problem = check(value) if check is not None else None
+    if problem:
+        raise FewshotError(f"{where}: {key} {problem}, got {value!r}")
+
+
+def check_config(config: dict, where: str) -> None:
+    """Check every value of a whole config (e.g. a run folder's config.json) against CHECKS and the types of
+    DEFAULTS. Keys this version does not know, and keys missing from an older config, are let through."""
+    for key, value in _flatten(config).items():
+        if key not in VALID_KEYS or value is None:
+            continue
+        default = VALID_KEYS[key]
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if isinstance(default, bool) != isinstance(value, bool) or (
+                numeric and not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str)):
+            raise FewshotError(f"{where}: {key} should be a {type(default).__name__}, found {value!r}; "
+                               "the file was edited or damaged")
+        check_value(key, value, where)
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -239,8 +329,20 @@ def _set(config: dict, key: str, value: Any, where: str) -> None:
     node[leaf] = _coerce(key, value, where)
     if key in POSITIVE_KEYS and node[leaf] < 1:
         raise FewshotError(f"{where}: {key} must be a positive integer, got {node[leaf]}")
-    if key == "train.keep_every" and node[leaf] < 0:
-        raise FewshotError(f"{where}: train.keep_every must be 0 (keep no step) or a step interval, got {node[leaf]}")
+    check_value(key, node[leaf], where)
+
+
+def with_defaults(config: dict) -> dict:
+    """A saved config with the keys it lacks (an older version's, or an edited one) taken from DEFAULTS,
+    so readers find every key they use; what it holds is kept."""
+    merged = copy.deepcopy(DEFAULTS)
+    for key, value in _flatten(config).items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = value
+    return merged
 
 
 def list_configs() -> list[str]:

@@ -67,6 +67,10 @@ def run_local_workers(fn: Callable, nproc: int, args: tuple = (), threads: int |
 def _worker(local_rank: int, nproc: int, port: int, threads: int, fn: Callable, args: tuple, folder: str) -> None:
     import pickle
 
+    from fewshot.lifeline import die_with_parent
+
+    die_with_parent()  # a killed `fewshot train --nproc N` takes its N processes with it
+
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(local_rank),
                        "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
                        "GROUP_RANK": "0"})

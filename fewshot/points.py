@@ -18,7 +18,8 @@ from typing import Callable
 from fewshot.config import config_digest
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile
-from fewshot.errors import FewshotError
+from fewshot.errors import EnvironmentFailure, FewshotError, environment_error
+from fewshot.locks import LOCK_NAME, hold_folder
 
 Log = Callable[[str], None]
 
@@ -26,21 +27,25 @@ Log = Callable[[str], None]
 def store_id(store: Store) -> str:
     """`<dataset>-<8 hex>`: a short name for a store, from the checksums of all its splits."""
     digest = hashlib.sha256()
-    for name in sorted(store.split_names):
-        manifest = json.loads((store.root / name / "manifest.json").read_text())
-        digest.update(f"{name}:{manifest['checksum']};".encode())
+    for name in sorted(store.split_names):  # each split opened, so a damaged manifest is a one-line error
+        digest.update(f"{name}:{store.split(name).checksum};".encode())
     return f"{store.dataset}-{digest.hexdigest()[:8]}"
 
 
 def run_folder(runs: str | Path, store: Store, config: dict) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in config["name"])
+    from fewshot.results.records import safe_name
+
+    safe = safe_name(config["name"])
     return Path(runs) / store_id(store) / f"{safe}-{config_digest(config)}"
 
 
 def run_status(run_dir: Path) -> str | None:
+    """'finished', 'running', or None where run.json is missing or unreadable (then the run is trained again)."""
+    from fewshot.runs.folder import read_run_file
+
     try:
-        return json.loads((run_dir / "run.json").read_text()).get("status")
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_run_file(run_dir, "run.json")["status"]
+    except FewshotError:
         return None
 
 
@@ -48,13 +53,29 @@ def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool
                    device_name: str | None = None, log: Log = print, train_fn: Callable | None = None) -> str:
     """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done.
 
-    `train_fn` trains in place of fewshot.train.loop.train, with its arguments (a sweep job's torchrun)."""
+    `train_fn` trains in place of fewshot.train.loop.train, with its arguments (a sweep job's torchrun).
+    The run folder is held (locks.hold_folder) from the first look to the end: a run another live process
+    is training is refused with that process's pid, never resumed or cleared beside it."""
+    try:
+        with hold_folder(run_dir, "run"):
+            return _train_or_reuse(config, data, run_dir, progress, device_name, log, train_fn)
+    except EnvironmentFailure as exc:  # this command resumes by itself: no --resume to add
+        raise EnvironmentFailure(f"{exc.problem}, then run the same command again", exc.problem) from None
+    except OSError as exc:
+        error = environment_error(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool, device_name: str | None,
+                    log: Log, train_fn: Callable | None) -> str:
     if train_fn is None:
         from fewshot.train.loop import train as train_fn
 
     digest = config_digest(config)
     saved = run_dir / "config.json"
-    if saved.exists() and config_digest(json.loads(saved.read_text())) != digest:
+    if saved.exists() and config_digest(_saved_config(saved)) != digest:
         raise FewshotError(f"run folder {run_dir} holds a run of another config; move it away or choose another "
                            "--runs folder")
     if run_status(run_dir) == "finished" and (run_dir / "checkpoints" / "best.pt").exists():
@@ -64,14 +85,24 @@ def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool
         log(f"  resuming {run_dir} from its last checkpoint")
         train_fn(config, data, run_dir, resume=True, progress=progress, device_name=device_name)
         return "resumed"
-    if run_dir.exists() and any(run_dir.iterdir()):
+    leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_NAME] if run_dir.exists() else []
+    if leftovers:
         # Our own folder (its config.json matched above, or none was written yet), stopped before its first
-        # checkpoint: nothing in it can be resumed.
+        # checkpoint: nothing in it can be resumed. (The lock we hold stays.)
         log(f"  {run_dir} stopped before its first checkpoint; starting it again")
-        shutil.rmtree(run_dir)
+        for path in leftovers:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     log(f"  training {config['name']} (seed {config['seed']}) into {run_dir}")
     train_fn(config, data, run_dir, resume=False, progress=progress, device_name=device_name)
     return "trained"
+
+
+def _saved_config(path: Path) -> dict:
+    """A run folder's config.json as saved; an unreadable one matches no config (so it is refused, not used)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"unreadable": str(path)}
 
 
 def record_key(record: dict) -> tuple[str, str, str]:
@@ -81,7 +112,7 @@ def record_key(record: dict) -> tuple[str, str, str]:
 
 def index_records(results: str | Path) -> dict[tuple[str, str, str], dict]:
     """Records already in a results folder, by (config digest, episodes checksum, split checksum)."""
-    from fewshot.results.records import RECORD_FORMAT
+    from fewshot.results.records import RECORD_FORMAT, check_record
 
     found: dict[tuple[str, str, str], dict] = {}
     folder = Path(results)
@@ -93,6 +124,10 @@ def index_records(results: str | Path) -> dict[tuple[str, str, str], dict]:
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue
         if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:
+            try:
+                check_record(record, str(path))
+            except FewshotError:  # a damaged record counts as missing: its point is measured again
+                continue
             record["_path"] = str(path)
             found[record_key(record)] = record
     return found

@@ -6,7 +6,7 @@ import argparse
 
 from fewshot.ablate import ablation_status, load_spec, run_ablation
 from fewshot.commands.bench import _IntermixedParser
-from fewshot.commands.common import positive_int
+from fewshot.commands.common import non_negative_int, positive_int
 from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 
 
@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--results", help="results folder (default OUT/results)")
     p.add_argument("--data", help="prepared store (default: the spec's data)")
     p.add_argument("--out", help="output folder (default: the spec's out)")
-    p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
+    p.add_argument("--max-points", type=non_negative_int, help="run at most this many unfinished points, then report")
+    p.add_argument("--force", action="store_true",
+                   help="replace a table.md, table.csv or ablation.png under OUT that fewshot did not write")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                    help="mixed precision autocast on GPU for every point (default: the config's)")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return print_status(spec, args.results)
     options = executor_options(args, spec.executor, args.jobs)
     outcome = run_ablation(spec, options.jobs, args.results, args.max_points, args.device, executor=options,
-                           progress=not args.no_progress and options.jobs == 1)
+                           progress=not args.no_progress and options.jobs == 1, force=args.force)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"
           + (f", {outcome.submitted} submitted" if outcome.submitted else "")

@@ -58,3 +58,14 @@ def note_random_weights(args: argparse.Namespace) -> None:
 
         print(f"fewshot: note: {args.backbone} has random weights (pass --weights FILE or --pretrained for "
               "trained ones)", file=sys.stderr)
+
+
+def non_negative_int(text: str) -> int:
+    """Seeds and limits: 0 or more (numpy's generators refuse negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

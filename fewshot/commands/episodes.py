@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewshot.commands.common import positive_int
+from fewshot.commands.common import non_negative_int, positive_int
 from fewshot.data.store import Store
 from fewshot.episodes.files import make_episode_file
 from fewshot.errors import FewshotError
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--shots", type=positive_int, default=1, help="K, support images a class")
     p.add_argument("--queries", type=positive_int, default=15, help="Q, query images a class")
     p.add_argument("--count", type=positive_int, default=1000, help="number of episodes")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode generator (numpy PCG64)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the episode generator (numpy PCG64)")
     p.add_argument("--out", required=True, help="episode file to write (.npz)")
     p.add_argument("--force", action="store_true", help="overwrite an existing episode file")
     p.set_defaults(func=run)

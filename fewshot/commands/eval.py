@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
                    help="best (the best validation step; the last one without validation), last, or step-N: "
                         "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
+    p.add_argument("--force", action="store_true", help="replace an --out .json file that is not a result record")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `fewshot --help` and the other verbs need not load torch.
     from fewshot.episodes.files import load_episode_file
     from fewshot.evaluate.run import evaluate_embeddings, evaluate_pixels, evaluate_pretrained, evaluate_run
-    from fewshot.results.records import check_results_folder, record_summary, write_record_reporting
+    from fewshot.results.records import check_record_target, check_results_folder, record_summary, write_record_reporting
     from fewshot import distributed
     if sum(map(bool, (args.run, args.backbone, args.embeddings))) != 1:
         raise FewshotError("give exactly one of --run RUN_DIR, --backbone pixels|timm:MODEL or --embeddings FILE")
@@ -67,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     files = [load_episode_file(f) for f in args.episodes]
     if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
         check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
+        check_record_target(args.out, args.force)
     if args.embeddings:
         records = evaluate_embeddings(args.embeddings, files, args.device, args.method, args.distance)
     elif args.backbone:
@@ -88,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     for record in records:
         where = ""
         if args.out:
-            path, replaced = write_record_reporting(record, args.out)
+            path, replaced = write_record_reporting(record, args.out, args.force)
             same = "the file" if Path(args.out).suffix == ".json" else "the earlier record of this same evaluation"
             where = f" -> {path}" + (f" (replaced {same})" if replaced else "")
         print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "

@@ -37,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _store(path: Path) -> int:
     store = Store(path)
-    print(f"store {store.root}: dataset {store.dataset}, source {store.meta['source_variant']}, "
+    print(f"store {store.root}: dataset {store.dataset}, source {store.meta.get('source_variant', '?')}, "
           f"created {store.meta.get('created', '?')}")
     for name in store.split_names:
         split = store.split(name)
         m = split.manifest
         categories = f", {len(set(split.categories))} categories" if split.categories else ""
         print(f"  {name}: {m['n_images']} images, {m['n_classes']} classes{categories}, "
-              f"{m['class_counts_min']}-{m['class_counts_max']} a class, shape {tuple(m['image_shape'])}, "
+              f"{int(split.class_counts.min())}-{int(split.class_counts.max())} a class, shape {tuple(m['image_shape'])}, "
               f"checksum {m['checksum'][:16]} (run `fewshot verify` to re-hash)")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from fewshot.commands.common import non_negative_int, positive_int
 from fewshot.data.registry import get_format, list_formats
 from fewshot.errors import FewshotError
 
@@ -18,10 +19,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output folder for the prepared store")
     p.add_argument("--force", action="store_true", help="replace a store already at --out")
     p.add_argument("--download", action="store_true", help="fetch missing archives where the internet is reachable")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic set")
     p.add_argument("--resize", default="bilinear", choices=["bilinear", "bicubic", "lanczos", "nearest", "area"],
                    help="filter for images not already at the dataset's size (miniImageNet/tieredImageNet: 84x84)")
-    p.add_argument("--workers", type=int, default=2, help="processes that decode images")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes that decode images (1: no pool)")
     p.add_argument("--list", action="store_true", help="list every supported dataset, variant and the files each expects")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

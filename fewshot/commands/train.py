@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fewshot.commands.common import add_device
+from fewshot.commands.common import add_device, positive_int
 from fewshot.config import list_configs, load_config
 
 
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped or killed run from its last checkpoint, with the same config (e.g. "
                         "--config RUN/config.json --resume); a larger train.steps=N extends a finished run")
-    p.add_argument("--nproc", type=int, default=1, help="processes (torch.distributed; see README)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes (torch.distributed; see README)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: a plain line every few log rows instead (what output to a file gets)")
     p.add_argument("--quiet", action="store_true", help="print nothing while training, only the final line")

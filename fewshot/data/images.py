@@ -96,6 +96,13 @@ def _decode_chunk(task: tuple) -> tuple[int, np.ndarray]:
     return start, out
 
 
+def _init_decoder(parent: int) -> None:
+    """Decoder workers end with the command that started them (their OS parent is the forkserver)."""
+    from fewshot.lifeline import die_with_parent
+
+    die_with_parent(parent)
+
+
 def _worker_context() -> multiprocessing.context.BaseContext:
     """Workers forked from a small forkserver (numpy + PIL loaded), not from the caller.
 
@@ -132,7 +139,8 @@ def decode_stream(sources: Iterable[Source], size: tuple[int, int], resize: str 
         for task in tasks():
             yield _decode_chunk(task)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=_init_decoder,
+                               initargs=(os.getpid(),))
     pending: deque[Future] = deque()
     try:
         task_iter = tasks()

@@ -12,6 +12,7 @@ also transposes every image; a fixed transpose of all images changes no accuracy
 """
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from collections import defaultdict
@@ -23,11 +24,16 @@ import numpy as np
 from PIL import Image
 
 from fewshot.errors import FewshotError
+from fewshot.lifeline import die_with_parent
 
 ARCHIVES = ("images_background", "images_evaluation")
 SPLIT_DIR = Path(__file__).parent / "splits"
 ROTATIONS = (0, 90, 180, 270)
-_PNG = re.compile(r"(?:^|/)images_(?:background|evaluation)/([^/]+)/(character\d+)/(\d{4})_(\d{2})\.png$")
+_PNG = re.compile(r"(?:^|/)images_(background|evaluation)/([^/]+)/(character\d+)/(\d{4})_(\d{2})\.png$")
+# An Omniglot PNG is a 105x105 1-bit image of a few hundred bytes; anything far larger is not a drawing,
+# and reading it whole (a small zip can inflate to gigabytes) would only exhaust memory.
+MAX_ENTRY_BYTES = 1 << 20
+MAX_SIDE = 1000
 DOWNLOAD_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{name}.zip"
 
 
@@ -39,8 +45,29 @@ def vinyals_split(split: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path]]]:
-    """character key 'Alphabet/characterNN' -> [(drawing number, png bytes or path)]."""
+def _entry(archive: Path, name: str, size: int, path: str) -> re.Match | None:
+    """The layout match of one archive entry (or file), None for files that are not drawings (skipped).
+
+    Refused with a one-line error naming the entry: a path that climbs out (`..`, absolute), a drawing of
+    the other set (images_evaluation/ inside images_background.zip), one larger than MAX_ENTRY_BYTES."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith("/") or ".." in parts:
+        raise FewshotError(f"{archive}: entry {path!r} points outside the archive's folders; the archive is not a "
+                           "clean Omniglot download: download it again")
+    m = _PNG.search(path)
+    if m is None:
+        return None
+    if f"images_{m[1]}" != name:
+        raise FewshotError(f"{archive}: entry {path!r} belongs to images_{m[1]}, not {name}; the archive is not a "
+                           "clean Omniglot download")
+    if size > MAX_ENTRY_BYTES:
+        raise FewshotError(f"{archive}: entry {path!r} is {size:,} bytes, not an Omniglot drawing (a few hundred "
+                           "bytes); the archive is damaged or not Omniglot")
+    return m
+
+
+def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path, str]]]:
+    """character key 'Alphabet/characterNN' -> [(drawing number, png bytes or path, entry name)]."""
     drawings: dict[str, list] = defaultdict(list)
     found = []
     for name in ARCHIVES:
@@ -48,19 +75,21 @@ def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path]]]:
         if folder.is_dir():
             found.append(folder)
             for png in folder.rglob("*.png"):
-                m = _PNG.search(png.as_posix())
+                m = _entry(folder, name, png.stat().st_size, png.relative_to(src).as_posix())
                 if m:
-                    drawings[f"{m[1]}/{m[2]}"].append((int(m[4]), png))
+                    drawings[f"{m[2]}/{m[3]}"].append((int(m[5]), png, str(png)))
         elif archive.is_file():
             found.append(archive)
             try:
                 with zipfile.ZipFile(archive) as zf:
                     for info in zf.infolist():
-                        m = _PNG.search(info.filename)
+                        m = _entry(archive, name, info.file_size, info.filename)
                         if m:
-                            drawings[f"{m[1]}/{m[2]}"].append((int(m[4]), zf.read(info)))
-            except zipfile.BadZipFile:
-                raise FewshotError(f"{archive} is not a readable zip archive; download it again") from None
+                            with zf.open(info) as entry:  # at most the bound, whatever the header claims
+                                data = entry.read(MAX_ENTRY_BYTES + 1)
+                            drawings[f"{m[2]}/{m[3]}"].append((int(m[5]), data, f"{archive}:{info.filename}"))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as exc:
+                raise FewshotError(f"{archive} is not a readable zip archive ({exc}); download it again") from None
     if not found:
         raise FewshotError(
             f"{src} holds neither images_background.zip / images_evaluation.zip nor their extracted folders; "
@@ -69,11 +98,21 @@ def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path]]]:
     return drawings
 
 
-def _preprocess(item: tuple[bytes | Path, tuple[int, ...]]) -> np.ndarray:
+def _preprocess(item: tuple[bytes | Path, tuple[int, ...], str]) -> np.ndarray:
     """One drawing -> uint8 (len(rotations), 28, 28): rotate, nearest-resize, ink = 255."""
-    source, rotations = item
-    image = Image.open(BytesIO(source) if isinstance(source, bytes) else source)
-    image.load()
+    source, rotations, name = item
+    try:
+        image = Image.open(BytesIO(source) if isinstance(source, bytes) else source)
+        if max(image.size) > MAX_SIDE:  # read from the header, before decoding any pixel
+            raise FewshotError(f"{name}: a {image.width}x{image.height} image, not a 105x105 Omniglot drawing; the "
+                               "archive is damaged or not Omniglot")
+        image.load()
+    except FewshotError:
+        raise
+    except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, ValueError, DecompressionBombError)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FewshotError(f"{name}: not a readable PNG drawing ({reason}); the archive is damaged: download it "
+                           "again") from None
     if image.mode != "1":
         image = image.convert("1")
     out = []
@@ -127,14 +166,14 @@ def prepare_omniglot(src, out, force: bool = False, splits=("train", "val", "tes
                 )
             items, keys = [], []
             for char, rots in by_char.items():
-                for number, source in sorted(drawings[char], key=lambda d: d[0]):
-                    items.append((source, tuple(rots)))
+                for number, source, entry in sorted(drawings[char], key=lambda d: d[0]):
+                    items.append((source, tuple(rots), entry))
                     keys.append((char, tuple(rots)))
             name_index = {n: i for i, n in enumerate(classes)}
             labels = [name_index[f"{c}/rot{r:03d}"] for c, rots in keys for r in rots]
             sink = writer.split_sink(split, labels, classes, (28, 28, 1))
             position = 0
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 results = pool.map(_preprocess, items, chunksize=256)
                 for rotated in tqdm(results, total=len(items), disable=not progress, desc=f"omniglot {split}",
                                     unit="img"):

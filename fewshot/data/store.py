@@ -13,6 +13,7 @@ episode files rely on it, and the sampler turns (class, rank) into a row with on
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -25,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from fewshot.atomic import atomic_directory, write_json_atomic
-from fewshot.errors import FewshotError
+from fewshot.errors import EnvironmentFailure, FewshotError, environment_error
 
 STORE_FORMAT = "fewshot-store"
 STORE_VERSION = 1
@@ -93,6 +94,21 @@ class MappedReader:
             self._unreleased = 0
 
 
+def preallocate(path: Path) -> None:
+    """Reserve the disk blocks of a (sparse) file before its memory map is written.
+
+    Writing a page of a file mapping that the file system has no room for kills the process with SIGBUS,
+    not an error; allocating every block up front turns a full disk into ENOSPC here, before any work."""
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # no such call here: write anyway
+                return
+            exc.filename = exc.filename or str(path)
+            raise
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 23) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -147,6 +163,7 @@ class SplitSink:
         self._images = np.lib.format.open_memmap(
             folder / "images.npy", mode="w+", dtype=np.uint8, shape=(len(self.labels), *self.image_shape)
         )
+        preallocate(folder / "images.npy")
         self._written = np.zeros(len(self.labels), dtype=bool)
         self._unreleased = 0
 
@@ -228,18 +245,33 @@ class StoreWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
-            write_json_atomic(
-                self._tmp / "store.json",
-                {
-                    "format": STORE_FORMAT,
-                    "format_version": STORE_VERSION,
-                    "dataset": self.dataset,
-                    "source_variant": self.source_variant,
-                    "splits": list(self.splits),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
-            )
-        return bool(self._ctx.__exit__(exc_type, exc, tb))
+            try:
+                write_json_atomic(
+                    self._tmp / "store.json",
+                    {
+                        "format": STORE_FORMAT,
+                        "format_version": STORE_VERSION,
+                        "dataset": self.dataset,
+                        "source_variant": self.source_variant,
+                        "splits": list(self.splits),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                )
+            except BaseException as failure:
+                exc_type, exc, tb = type(failure), failure, failure.__traceback__
+        try:  # a failed store's temporary folder is removed here
+            suppressed = bool(self._ctx.__exit__(exc_type, exc, tb))
+        except OSError as failure:  # the rename into place failed
+            exc = failure
+            suppressed = False
+        if isinstance(exc, OSError) and not suppressed:  # the disk filled (or turned read-only) while writing
+            error = environment_error(exc)
+            if error is not None:
+                raise EnvironmentFailure(f"writing the store {self.out} (the partial store was removed): "
+                                         f"{str(error).split(': ', 1)[-1]}") from None
+        if exc is not None and not suppressed:
+            raise exc
+        return suppressed
 
     def split_sink(
         self,
@@ -349,8 +381,14 @@ class Store:
             self.meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FewshotError(f"{meta_path} is corrupt ({exc}); prepare the store again") from None
-        if self.meta.get("format") != STORE_FORMAT or self.meta.get("format_version") != STORE_VERSION:
+        if (not isinstance(self.meta, dict) or self.meta.get("format") != STORE_FORMAT
+                or self.meta.get("format_version") != STORE_VERSION):
             raise FewshotError(f"{meta_path} is not a version-{STORE_VERSION} fewshot store")
+        splits = self.meta.get("splits")
+        if (not isinstance(self.meta.get("dataset"), str) or not isinstance(splits, list) or not splits
+                or not all(isinstance(s, str) and s and "/" not in s and s not in (".", "..") for s in splits)):
+            raise FewshotError(f"{meta_path} is damaged (it needs a dataset name and a list of split names); "
+                               "prepare the store again")
         self._open: dict[str, StoreSplit] = {}
 
     @property
@@ -372,22 +410,59 @@ class Store:
             classes = json.loads((folder / "classes.json").read_text())
             images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
             labels = np.load(folder / "labels.npy", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise FewshotError(f"split {folder} is damaged ({exc}); run `fewshot verify {self.root}` or prepare again") from None
-        if len(images) != len(labels) or len(images) != manifest["n_images"]:
-            raise FewshotError(f"split {folder}: {len(images)} images but {len(labels)} labels; prepare the store again")
+        except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:  # an empty .npy is an EOFError
+            raise FewshotError(f"split {folder} is damaged ({str(exc) or type(exc).__name__}); run `fewshot verify "
+                               f"{self.root}` or prepare again") from None
         # labels.npy and classes.json say which image is which class and are small, so every open re-hashes
         # them; images.npy (up to gigabytes) is re-hashed by `fewshot verify`.
+        hashes = manifest.get("sha256") if isinstance(manifest, dict) else None
         for name in ("labels.npy", "classes.json"):
-            if sha256_file(folder / name) != manifest.get("sha256", {}).get(name):
+            if sha256_file(folder / name) != (hashes.get(name) if isinstance(hashes, dict) else None):
                 raise FewshotError(f"{folder / name} does not match its manifest checksum; the store is damaged: "
                                    f"run `fewshot verify {self.root}` or prepare it again")
+        _check_split_files(folder, manifest, classes, images, labels)
         split = StoreSplit(folder, manifest, images, labels, list(classes["names"]), classes.get("categories"))
         self._open[name] = split
         return split
 
     def verify(self) -> dict[str, list[str]]:
         return {name: self.split(name).verify() for name in self.split_names}
+
+
+MANIFEST_TYPES = {"dataset": str, "split": str, "n_images": int, "n_classes": int, "image_shape": list,
+                  "sha256": dict, "checksum": str}
+
+
+def _check_split_files(folder: Path, manifest, classes, images: np.ndarray, labels: np.ndarray) -> None:
+    """What a split's files say agrees: manifest fields and types, class names, array shapes and dtypes,
+    labels grouped by class and within range. A one-line error naming the file, never a traceback later."""
+    def damaged(what: str) -> FewshotError:
+        return FewshotError(f"{folder / what}; the store is damaged: prepare it again")
+
+    if not isinstance(manifest, dict):
+        raise damaged("manifest.json is not a JSON object")
+    for key, kind in MANIFEST_TYPES.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise damaged(f"manifest.json: {key!r} should be a {kind.__name__}, found {manifest.get(key)!r}")
+    shape = manifest["image_shape"]
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise damaged(f"manifest.json: image_shape {shape!r} is not [height, width, channels]")
+    if not isinstance(classes, dict) or not isinstance(classes.get("names"), list) or not all(
+            isinstance(n, str) for n in classes["names"]) or len(classes["names"]) != manifest["n_classes"]:
+        raise damaged(f"classes.json should list the {manifest['n_classes']} class names")
+    categories = classes.get("categories")
+    if categories is not None and (not isinstance(categories, list) or len(categories) != manifest["n_classes"]
+                                   or not all(isinstance(c, str) for c in categories)):
+        raise damaged("classes.json: categories should be null or one a class")
+    if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != shape:
+        raise damaged(f"images.npy holds {images.dtype} {images.shape}, not uint8 (N, {', '.join(map(str, shape))})")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise damaged(f"labels.npy holds {labels.dtype} {labels.shape}, not integer (N,)")
+    if len(images) != len(labels) or len(images) != manifest["n_images"]:
+        raise damaged(f"images.npy has {len(images)} images, labels.npy {len(labels)} labels, the manifest says "
+                      f"{manifest['n_images']}")
+    if len(labels) and (labels[0] < 0 or labels[-1] >= manifest["n_classes"] or (np.diff(labels) < 0).any()):
+        raise damaged("labels.npy: labels are not grouped by class within 0..n_classes-1")
 
 
 def open_split(root: str | os.PathLike, split: str) -> StoreSplit:

@@ -87,17 +87,29 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise _Forbidden(f"persistent id {pid!r}")
 
 
-def _str_keys(obj: Any) -> Any:
-    """Turn byte-string dict keys into str, through nested dicts, lists and tuples (not into arrays)."""
+MAX_DEPTH = 64  # dataset pickles nest a few levels (dict -> list -> array); a deeper one is not a dataset
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _str_keys(obj: Any, depth: int = 0) -> Any:
+    """Turn byte-string dict keys into str, through nested dicts, lists and tuples (not into arrays).
+
+    Containers nested deeper than MAX_DEPTH are refused (a crafted pickle nests thousands deep, which would
+    end this walk, or any reader's, in a RecursionError)."""
+    if depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
+        raise _TooDeep
     if isinstance(obj, dict):
-        items = [(k.decode("latin1") if isinstance(k, bytes) else k, _str_keys(v)) for k, v in obj.items()]
+        items = [(k.decode("latin1") if isinstance(k, bytes) else k, _str_keys(v, depth + 1)) for k, v in obj.items()]
         if isinstance(obj, collections.defaultdict):
             return collections.defaultdict(obj.default_factory, items)
         return type(obj)(items) if isinstance(obj, collections.OrderedDict) else dict(items)
     if isinstance(obj, list):
-        return [_str_keys(v) for v in obj]
+        return [_str_keys(v, depth + 1) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(_str_keys(v) for v in obj)
+        return tuple(_str_keys(v, depth + 1) for v in obj)
     return obj
 
 
@@ -129,6 +141,9 @@ def load_pickle(path: str | os.PathLike) -> Any:
             continue
         except FewshotError:
             raise
+        except (_TooDeep, RecursionError):
+            raise FewshotError(f"{path}: its objects nest more than {MAX_DEPTH} levels deep, which no dataset "
+                               "file does; refusing it") from None
         except MemoryError:
             raise FewshotError(f"{path}: not enough memory to load this pickle") from None
         except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,

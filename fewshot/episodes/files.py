@@ -37,6 +37,67 @@ def _arrays_checksum(batch: EpisodeBatch) -> str:
     return digest.hexdigest()
 
 
+META_TYPES = {"dataset": str, "split": str, "ways": int, "shots": int, "queries": int, "count": int,
+              "class_names": list, "class_counts": list, "checksum": str}
+
+
+def check_meta(meta, where: str) -> None:
+    """An episode file's meta holds every field it needs, of the right type, names and counts side by side."""
+    if not isinstance(meta, dict):
+        raise FewshotError(f"{where}: its meta is not a JSON object; regenerate the file")
+    for key, kind in META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise FewshotError(f"{where}: its meta field {key!r} should be {kind.__name__}, found {value!r}; "
+                               "the file was edited or damaged: regenerate it")
+    names, counts = meta["class_names"], meta["class_counts"]
+    if (len(names) != len(counts) or not all(isinstance(n, str) for n in names)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+        raise FewshotError(f"{where}: its meta's class_names and class_counts do not pair up (names and counts >= 0); "
+                           "the file was edited or damaged: regenerate it")
+
+
+def check_episodes(batch: EpisodeBatch, class_counts, where: str, meta: dict | None = None,
+                   class_names: list[str] | None = None) -> None:
+    """Refuse episodes that do not fit the classes they index: vectorised, a few passes over the arrays.
+
+    Shapes (E, N), (E, N, K), (E, N, Q) and, with `meta`, its ways/shots/queries/count; class indices within
+    range and distinct in an episode; every rank within its class's image count; no image twice in an
+    episode (support and query disjoint). `class_counts[i]` is the image count of class i.
+    """
+    c, s, q = batch.classes, batch.support, batch.query
+    if (c.ndim != 2 or s.ndim != 3 or q.ndim != 3 or s.shape[:2] != c.shape or q.shape[:2] != c.shape
+            or 0 in c.shape or s.shape[2] == 0 or q.shape[2] == 0):
+        raise FewshotError(f"{where}: its arrays are not episodes (classes {c.shape}, support {s.shape}, query "
+                           f"{q.shape}; expected (E, N), (E, N, K), (E, N, Q)); regenerate it")
+    if meta is not None:
+        for key, held in (("ways", c.shape[1]), ("shots", s.shape[2]), ("queries", q.shape[2]), ("count", len(c))):
+            if meta.get(key) != held:
+                raise FewshotError(f"{where}: its meta says {key} = {meta.get(key)} but its arrays hold {held}; "
+                                   "the file was edited: regenerate it")
+    counts = np.asarray(class_counts, dtype=np.int64)
+    if c.min() < 0 or c.max() >= len(counts):
+        bad = int(c.min() if c.min() < 0 else c.max())
+        raise FewshotError(f"{where}: class index {bad} is outside 0..{len(counts) - 1}; regenerate the file")
+    ordered = np.sort(c, axis=1)
+    twice = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if twice.any():
+        raise FewshotError(f"{where}: episode {int(np.argmax(twice))} names a class twice; regenerate the file")
+    ranks = np.concatenate([s, q], axis=2)
+    limit = counts[c][..., None]
+    outside = (ranks < 0) | (ranks >= limit)
+    if outside.any():
+        e, n, k = (int(i) for i in np.argwhere(outside)[0])
+        name = repr(class_names[int(c[e, n])]) if class_names else int(c[e, n])
+        raise FewshotError(f"{where}: episode {e} asks for image {int(ranks[e, n, k])} of class {name}, which has "
+                           f"{int(limit[e, n, 0])} images; the file was edited or made for another store")
+    ranks.sort(axis=2)
+    repeated = (ranks[..., 1:] == ranks[..., :-1]).any(axis=(1, 2))
+    if repeated.any():
+        raise FewshotError(f"{where}: episode {int(np.argmax(repeated))} uses one image twice (support and query "
+                           "must be disjoint); the file was edited: regenerate it")
+
+
 @dataclass
 class EpisodeFile:
     meta: dict
@@ -78,6 +139,7 @@ class EpisodeFile:
                 "use episodes made for this dataset"
             )
         if self.meta.get("store_checksum") == split.checksum:
+            check_episodes(self.batch, split.class_counts, where, class_names=split.class_names)
             return self.batch
         index = {name: i for i, name in enumerate(split.class_names)}
         missing = [n for n in names if n not in index]
@@ -98,7 +160,9 @@ class EpisodeFile:
                 f"{where} expects {'at least ' if at_least else ''}{counts[names.index(n)]} images of class {n!r} "
                 f"but the store has {int(split.class_counts[index[n]])}; it was made for a different store"
             )
-        return EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
+        resolved = EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
+        check_episodes(resolved, split.class_counts, where, class_names=split.class_names)
+        return resolved
 
 
 def build_episode_file(dataset: str, split: str, class_names: list[str], class_counts, ways: int, shots: int,
@@ -147,8 +211,11 @@ def load_episode_file(path: str | os.PathLike) -> EpisodeFile:
                                  data["query"].astype(np.int64))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
         raise FewshotError(f"episode file {path} is not a readable fewshot episode file ({exc})") from None
-    if meta.get("format") != EPISODE_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != EPISODE_FORMAT:
         raise FewshotError(f"{path} is not a fewshot episode file")
     if _arrays_checksum(batch) != meta.get("checksum"):
         raise FewshotError(f"episode file {path} fails its checksum; it was modified or damaged, regenerate it")
+    where = f"episode file {path}"
+    check_meta(meta, where)
+    check_episodes(batch, meta["class_counts"], where, meta, meta["class_names"])
     return EpisodeFile(meta, batch, path)

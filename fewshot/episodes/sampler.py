@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot.errors import FewshotError
+from fewshot.memory import check_fits
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class EpisodeSampler:
                  names: tuple[str, str, str] = OPTION_NAMES) -> None:
         self.class_counts = np.asarray(class_counts, dtype=np.int64)
         check_episode_shape(ways, shots, queries, self.class_counts, class_names, what, names)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise FewshotError(f"episode seed must be an integer of 0 or more, got {seed!r}")
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._max_count = int(self.class_counts.max())
@@ -109,6 +112,9 @@ class EpisodeSampler:
             raise FewshotError(f"episode count must be a positive integer, got {count}")
         n_classes = len(self.class_counts)
         per_class = self.shots + self.queries
+        # The keys (8 bytes a draw) and the sort's copies of them, about three times the keys at the peak.
+        check_fits(3 * 8 * calls * self.draws_per_call(count), f"drawing {calls * count:,} episodes",
+                   "draw fewer episodes at once (--count, train.val_episodes) or fewer ways")
         # One call's doubles are its class keys, then its image keys; successive calls follow one another.
         block = self.rng.random((calls, self.draws_per_call(count)))
         # N distinct classes per episode: the N smallest of uniform keys is a uniform N-subset.

@@ -18,6 +18,7 @@ from fewshot.distributed import per_rank_share, rank, world_size
 from fewshot.episodes.batches import PKSampler
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.errors import FewshotError
+from fewshot.memory import check_fits
 
 
 @dataclass
@@ -66,6 +67,7 @@ class BatchSource:
         else:
             self.batches_per_step = 1
             self.classes_per_rank = per_rank_share(config["batch"]["classes"], "batch.classes")
+        self._check_step_fits(config)
         self._episodes: list = []
         self._buffer: np.ndarray | None = None
         self._reader: MappedReader | None = None
@@ -74,6 +76,19 @@ class BatchSource:
             s = self.sampler
             self._episode_labels = np.concatenate([np.repeat(np.arange(s.ways), s.shots),
                                                    np.repeat(np.arange(s.ways), s.queries)])
+
+    def _check_step_fits(self, config: dict) -> None:
+        """Refuse a step whose images cannot fit in this machine's memory: the uint8 gather buffer and the
+        float copy made from it (5 bytes a pixel) are host memory whatever the device. The network's outputs
+        need far more, on the device; a step that does not fit there ends in a one-line out-of-memory error."""
+        if self.kind == "episode":
+            images = self.batches_per_step * self.sampler.ways * (self.sampler.shots + self.sampler.queries)
+            fix = "lower episodes.ways, episodes.shots, episodes.queries or train.episodes_per_step"
+        else:
+            images = self.classes_per_rank * config["batch"]["per_class"]
+            fix = "lower batch.classes or batch.per_class"
+        height, width, channels = self.split.image_shape
+        check_fits(5.0 * images * height * width * channels, f"a training step of {images:,} images", fix)
 
     def rows_and_labels(self) -> tuple[np.ndarray, np.ndarray, dict]:
         if self.kind == "episode":

@@ -18,6 +18,16 @@ LOSSES: Registry = Registry("loss", "fewshot.losses")
 register_loss = LOSSES.register
 
 
+def check_loss_name(config: dict, allowed: Iterable[str], learner: str = "") -> None:
+    """Refuse a loss.name the learner does not train with (one line naming the ones it does)."""
+    allowed = tuple(allowed)
+    name = config["loss"]["name"]
+    if name not in allowed:
+        choices = " or ".join(repr(a) for a in allowed)
+        raise FewshotError(f"learner {learner or config.get('learner')!r} trains with loss.name = {choices}, "
+                           f"but the config says loss.name = {name!r}; set loss.name")
+
+
 def create_loss(config: dict, allowed: Iterable[str] | None = None, learner: str = "", **context) -> nn.Module:
     """Build the loss named by `config["loss"]["name"]`.
 
@@ -26,10 +36,8 @@ def create_loss(config: dict, allowed: Iterable[str] | None = None, learner: str
     """
     settings = config["loss"]
     name = settings["name"]
-    if allowed is not None and name not in allowed:
-        choices = " or ".join(repr(a) for a in allowed)
-        raise FewshotError(f"learner {learner or config.get('learner')!r} trains with loss.name = {choices}, "
-                           f"but the config says loss.name = {name!r}; set loss.name")
+    if allowed is not None:
+        check_loss_name(config, allowed, learner)
     loss_class = LOSSES.get(name)
     accepted = inspect.signature(loss_class.__init__).parameters
     offered = {**{k: v for k, v in settings.items() if k != "name"}, **context}

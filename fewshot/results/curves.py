@@ -13,12 +13,16 @@ What the figure says about itself (each point a finding of new users):
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from fewshot.atomic import write_bytes_atomic
 from fewshot.errors import FewshotError
 
 # Keys that never tell two runs apart in a label: bookkeeping, or the name itself (shown separately).
@@ -26,11 +30,39 @@ _LABEL_SKIP = {"name", "train.device", "train.checkpoint_every", "train.keep_eve
                "train.tensorboard", "train.compile", "train.channels_last", "eval.batch_episodes"}
 
 
+LOG_COLUMNS = ("step", "loss", "train_acc", "lr", "val_acc", "val_ci95", "seconds")  # as train writes them
+
+
 def read_log(run: str | Path) -> pd.DataFrame:
+    """A run's log.csv, checked row by row: a step (integer) and numbers or blanks in the known columns.
+
+    A last line cut short (a kill or a full disk mid-write; it has no newline) is left out; any other bad
+    row is a one-line error naming its line."""
     path = Path(run) / "log.csv"
     if not path.is_file():
         raise FewshotError(f"{run} has no log.csv; is it a run folder from `fewshot train`?")
-    return pd.read_csv(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FewshotError(f"{path} is not readable ({exc}); the run folder is damaged") from None
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines = lines[:-1]  # torn last row
+    rows = list(csv.reader(lines))
+    if not rows or rows[0][:1] != ["step"] or not {"loss", "val_acc", "val_ci95"} <= set(rows[0]):
+        raise FewshotError(f"{path}: the header is not {','.join(LOG_COLUMNS)}; it is not a fewshot training log")
+    header = rows[0]
+    values = []
+    for number, row in enumerate(rows[1:], start=2):
+        try:
+            if len(row) != len(header):
+                raise ValueError
+            parsed = [int(row[0])] + [float(cell) if cell.strip() else math.nan for cell in row[1:]]
+        except ValueError:
+            raise FewshotError(f"{path}: line {number} is not a log row ({','.join(row)[:80]!r}); the log was "
+                               "edited or damaged") from None
+        values.append(parsed)
+    return pd.DataFrame(values, columns=header)
 
 
 def read_config(run: str | Path) -> dict | None:
@@ -188,6 +220,9 @@ def plot_learning_curves(runs: list[str | Path], out: str | Path, labels: list[s
     """One PNG: training loss (left) and validation accuracy with its 95% CI band (right), one line a run."""
     figure = learning_curve_figure(runs, labels, title)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
+    if out.is_dir():
+        raise FewshotError(f"--out {out} is a folder; name the PNG file to write, e.g. {out / 'curve.png'}")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=120, format="png")  # the file is written whole or not at all
+    write_bytes_atomic(out, buffer.getvalue())
     return out

@@ -1,10 +1,13 @@
 """Plots of results (matplotlib, Agg canvas: no display needed)."""
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
 import pandas as pd
+
+from fewshot.atomic import write_bytes_atomic
 
 
 def _is_number(value) -> bool:
@@ -72,10 +75,9 @@ def plot_sweep(points: pd.DataFrame, keys: list[str], out: str | Path, levels: d
                 ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     if title:  # wrapped to the figure's width: a one-key sweep is narrow
         figure.suptitle(textwrap.fill(title, max(24, int(4.2 * len(keys) * 8))))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(out)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=110, format="png")  # a full disk leaves no half-written PNG behind
+    write_bytes_atomic(out, buffer.getvalue())
     return out
 
 

@@ -78,9 +78,23 @@ def record_summary(record: dict, decimals: int = 2) -> str:
     return format_interval(*record_interval(record), decimals)
 
 
+NAME_PART = 80  # characters of a method name in a file name: with the rest, well under the 255 of most file systems
+
+
+def safe_name(name: str, limit: int = NAME_PART) -> str:
+    """`name` as a file-name part: unsafe characters become '-', and a long name keeps its first characters
+    and a hash of the whole (so any method name, however long, gives a valid and distinct file name)."""
+    import hashlib
+
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name) or "-"
+    if len(safe) > limit:
+        safe = f"{safe[:limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
 def record_filename(record: dict) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in record["method"])
-    return f"{safe}__{record['dataset']}-{record['setting']}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
+    safe = safe_name(record["method"])
+    return f"{safe}__{safe_name(record['dataset'], 40)}-{record['setting']}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
 
 
 def check_results_folder(folder: str | os.PathLike) -> Path:
@@ -134,19 +148,31 @@ def find_same_evaluation(folder: str | os.PathLike, record: dict) -> Path | None
     return None
 
 
-def write_record(record: dict, path_or_dir: str | os.PathLike) -> Path:
+def check_record_target(path: str | os.PathLike, force: bool = False) -> None:
+    """An explicit .json target may replace a result record, never another file, unless forced."""
+    path = Path(path)
+    if len(path.name.encode()) > 255:
+        raise FewshotError(f"--out file name {path.name[:40]}... is {len(path.name.encode())} bytes, longer than "
+                           "file systems allow (255); choose a shorter name")
+    if path.suffix == ".json" and path.exists() and not force and not (path.is_file() and _is_record(path)):
+        raise FewshotError(f"{path} exists and is not a fewshot result record; choose another --out, or pass "
+                           "--force to replace it")
+
+
+def write_record(record: dict, path_or_dir: str | os.PathLike, force: bool = False) -> Path:
     """Write to the given .json path, or into a results folder; never a torn file (see write_record_reporting)."""
-    return write_record_reporting(record, path_or_dir)[0]
+    return write_record_reporting(record, path_or_dir, force)[0]
 
 
-def write_record_reporting(record: dict, path_or_dir: str | os.PathLike) -> tuple[Path, bool]:
+def write_record_reporting(record: dict, path_or_dir: str | os.PathLike, force: bool = False) -> tuple[Path, bool]:
     """Write `record`; return its path and whether it replaced a record there.
 
     Into a folder, a record of the same evaluation (same run, checkpoint, head, episodes...; see
     evaluation_identity) is replaced atomically in place, so evaluating twice never leaves two records of one
     measurement (which `fewshot table` would refuse); other records get a new unique name. A .json path is
-    written as given (replaced atomically if it exists)."""
+    written as given (replaced atomically if it holds a record; anything else only with `force`)."""
     target = Path(path_or_dir)
+    check_record_target(target, force)
     replaced = target.suffix == ".json" and target.exists()
     if target.suffix != ".json":
         try:
@@ -181,8 +207,40 @@ def load_record(path: str | os.PathLike) -> dict:
         raise FewshotError(f"result file {path} is not valid JSON ({exc})") from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise FewshotError(f"{path} is not a fewshot result record")
+    check_record(record, str(path))
     record["_path"] = str(path)
     return record
+
+
+RECORD_TYPES = {"method": str, "setting": str, "dataset": str, "mean": (int, float), "ci95": (int, float),
+                "n_episodes": int, "per_episode_accuracy": list, "provenance": dict}
+
+
+def check_record(record: dict, where: str) -> None:
+    """The fields tables, comparisons and bench read, of the right types and agreeing with each other."""
+    def bad(what: str) -> FewshotError:
+        return FewshotError(f"result record {where}: {what}; the file was edited or damaged: evaluate again")
+
+    for key, kind in RECORD_TYPES.items():
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise bad(f"{key!r} is {value!r}")
+    accuracy = record["per_episode_accuracy"]
+    if record["n_episodes"] != len(accuracy) or not accuracy:
+        raise bad(f"n_episodes is {record['n_episodes']} but it lists {len(accuracy)} per-episode accuracies")
+    values = np.asarray([a if isinstance(a, (int, float)) and not isinstance(a, bool) else np.nan
+                         for a in accuracy], dtype=np.float64)
+    if not np.all((values >= 0) & (values <= 1)):
+        raise bad("a per-episode accuracy is not a number in [0, 1]")
+    mean = float(values.mean() * 100)
+    if not abs(mean - record["mean"]) <= 0.01:
+        raise bad(f"its mean {record['mean']} is not the mean of its per-episode accuracies ({mean:.4f})")
+    provenance = record["provenance"]
+    for key in ("episodes_checksum", "store_checksum"):
+        if not isinstance(provenance.get(key), str):
+            raise bad(f"provenance.{key} is {provenance.get(key)!r}")
+    if provenance.get("config") is not None and not isinstance(provenance["config"], dict):
+        raise bad("provenance.config is not an object")
 
 
 def load_records(paths: list[str | os.PathLike] | str | os.PathLike) -> list[dict]:
@@ -194,7 +252,7 @@ def load_records(paths: list[str | os.PathLike] | str | os.PathLike) -> list[dic
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            records += [r for r in (_record_or_none(f) for f in sorted(p.rglob("*.json"))) if r is not None]
+            records += [load_record(f) for f in sorted(p.rglob("*.json")) if _is_record(f)]
         else:
             records.append(load_record(p))
     if not records:
@@ -202,12 +260,8 @@ def load_records(paths: list[str | os.PathLike] | str | os.PathLike) -> list[dic
     return records
 
 
-def _record_or_none(path: Path) -> dict | None:
+def _is_record(path: Path) -> bool:
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        return None
-    record["_path"] = str(path)
-    return record
+        return json.loads(path.read_text()).get("format") == RECORD_FORMAT
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+        return False

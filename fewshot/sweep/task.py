@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fewshot.errors import FewshotError
+from fewshot.errors import EnvironmentFailure, FewshotError, environment_error
 from fewshot.sweep.state import PointState, point_folder
 
 
@@ -55,8 +55,13 @@ def run_task(task: PointTask, state: PointState | None = None, log: Callable[[st
     state.start()
     try:
         how, records = _train_and_evaluate(task, log or (lambda message: None))
-    except FewshotError as exc:
-        outcome = {"ok": False, "error": str(exc)}
+    except FewshotError as exc:  # a disk that is full for one point is full for the next: the sweep stops
+        outcome = {"ok": False, "error": str(exc), "stop": isinstance(exc, EnvironmentFailure)}
+    except OSError as exc:  # writing a record or a checkpoint: the same
+        error = environment_error(exc)
+        if error is None:
+            raise
+        outcome = {"ok": False, "error": str(error), "stop": True}
     except Exception as exc:  # noqa: BLE001 - whatever stops the point is its failure, not the sweep's
         traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

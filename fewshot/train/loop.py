@@ -10,26 +10,30 @@ the best validation step) and `run.json` (status and provenance).
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from fewshot import distributed
-from fewshot.atomic import write_json_atomic
+from fewshot.atomic import write_json_atomic, write_text_atomic
 from fewshot.config import LATE_KEYS, config_digest, flat
 from fewshot.data.store import Store, StoreSplit
 from fewshot.device import autocast, resolve_device, tune_allocator
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.episodes.source import BatchSource
-from fewshot.errors import FewshotError
+from fewshot.errors import FewshotError, environment_error
 from fewshot.evaluate.distributed import evaluate_episodes
 from fewshot.learners import Learner, create_learner
+from fewshot.locks import LOCK_NAME, hold_folder
+from fewshot.memory import is_out_of_memory, out_of_memory_message
 from fewshot.provenance import environment, git_commit, now
 from fewshot.runs.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from fewshot.runs.folder import read_run_file
 from fewshot.stats import mean_ci95
 from fewshot.train.ddp import backward_step, separate_rank_rng, wrap_for_training
 from fewshot.train.progress import TrainingProgress
@@ -59,10 +63,10 @@ def _check_run_folder(out: Path, config: dict, resume: bool) -> None:
     if resume:
         if not (out / "checkpoints" / "last.pt").exists():
             raise FewshotError(f"--resume: {out} has no checkpoints/last.pt to resume from")
-        saved = json.loads(config_file.read_text())
+        saved = read_run_file(out, "config.json")
         if config_digest(saved) != config_digest(config):
             check_resumable(saved, config, config_file)
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise FewshotError(f"run folder {out} already holds a run; pass --resume to continue it or choose another --out")
 
 
@@ -85,6 +89,14 @@ def check_resumable(saved: dict, config: dict, config_file: Path) -> None:
     raise FewshotError(f"--resume: the config differs from {config_file} in {shown}{more}{shorter}; resume with "
                        f"the same config and overrides, e.g. `--config {config_file} --resume`, where only "
                        "train.steps may be raised to extend the run")
+
+
+def _claim_run_folder(claim: ExitStack, out: Path, config: dict, resume: bool) -> None:
+    """Hold the run folder for this run (another live `train` on it is refused with its pid), then check it."""
+    if out.exists() and not out.is_dir():
+        raise FewshotError(f"--out {out} is a file, not a run folder; choose another --out")
+    claim.enter_context(hold_folder(out, "train"))
+    _check_run_folder(out, config, resume)
 
 
 def val_episodes(store: Store, config: dict):
@@ -117,13 +129,25 @@ def train(config: dict, data: str | Path, out: str | Path, resume: bool = False,
 def _train(config: dict, data: str | Path, out: str | Path, resume: bool, progress: bool | str,
            device_name: str | None) -> dict:
     tune_allocator()
-    run = _TrainingRun(config, data, out, resume, device_name)
-    run.write_run_folder()
-    if resume:
-        run.restore_checkpoint()
-    run.prepare_forward()
-    run.run_steps(progress)
-    return run.finish()
+    with ExitStack() as claim:  # the run folder's lock, held until the run ends however it ends
+        run = _TrainingRun(config, data, out, resume, device_name, claim)
+        try:
+            run.write_run_folder()
+            if resume:
+                run.restore_checkpoint()
+            run.prepare_forward()
+            run.run_steps(progress)
+            return run.finish()
+        except OSError as exc:  # disk full, folder made read-only under us
+            error = environment_error(exc, _how_to_continue(run, resume))
+            if error is None:
+                raise
+            raise error from None
+        except (MemoryError, RuntimeError) as exc:  # a step that does not fit (often only on a GPU)
+            if not is_out_of_memory(exc):
+                raise
+            raise FewshotError(f"at step {run.step + 1}: {out_of_memory_message(exc)}; then "
+                               f"{_how_to_continue(run, resume)}") from None
 
 
 class _TrainingRun:
@@ -135,12 +159,12 @@ class _TrainingRun:
     """
 
     def __init__(self, config: dict, data: str | Path, out: str | Path, resume: bool,
-                 device_name: str | None) -> None:
+                 device_name: str | None, claim: ExitStack | None = None) -> None:
         self.config, self.out, self.t = config, Path(out), config["train"]
         self.device = resolve_device(device_name or self.t["device"])
         self.store = Store(data)
         self.split = self.store.split(self.t["split"])
-        distributed.on_rank0(_check_run_folder, self.out, config, resume)
+        distributed.on_rank0(_claim_run_folder, claim or ExitStack(), self.out, config, resume)
         self.writer = distributed.is_writer()  # rank 0 alone writes the run folder
         torch.manual_seed(config["seed"])
         height, width, channels = self.split.image_shape
@@ -376,13 +400,42 @@ def _summary(config: dict, store: Store, split: StoreSplit, status: str, step: i
     }
 
 
+def _how_to_continue(run: _TrainingRun, resume: bool) -> str:
+    """After an environment failure: continue from last.pt, or (none yet) clear what this run wrote."""
+    if not run.writer:
+        return "run the same command again"
+    if (run.out / "checkpoints" / "last.pt").exists():
+        return "run the same command with --resume (the last checkpoint is kept)"
+    if not resume:  # nothing to resume: remove this run's own files, so the same command starts afresh
+        for name in ("config.json", "input.json", "log.csv", "run.json"):
+            (run.out / name).unlink(missing_ok=True)
+        for path in (run.out / "checkpoints").glob("*.pt"):
+            path.unlink(missing_ok=True)
+        try:
+            (run.out / "checkpoints").rmdir()
+        except OSError:
+            pass
+    return "run the same command again (the unfinished run's files were removed)"
+
+
+def _log_step(row: dict) -> int | None:
+    """A log row's step, or None for a torn or edited row (a write cut short by a full disk or a kill)."""
+    try:
+        return int(row["step"]) if len(row) == len(LOG_FIELDS) and None not in row.values() else None
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from, so the log has no duplicated steps."""
+    """Drop log rows written after the checkpoint we resume from (and torn rows), so no step is duplicated.
+
+    Written atomically: a disk that is full again cannot cut the log short."""
     if not path.exists():
         return
-    with open(path, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    with open(path, newline="", errors="replace") as handle:
+        rows = [r for r in csv.DictReader(handle) if (kept := _log_step(r)) is not None and kept <= step]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())

@@ -11,9 +11,12 @@ from fewshot.sweep.state import write_submission
 from fewshot.sweep.task import PointTask, run_task
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     import torch
 
+    from fewshot.lifeline import die_with_parent
+
+    die_with_parent(parent)  # a killed `ablate` takes its workers with it (they would train on beside a rerun)
     torch.set_num_threads(threads)
 
 
@@ -46,7 +49,7 @@ class LocalPool:
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
         with ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+                                 initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
             futures = [pool.submit(_run_indexed, (index, task)) for index, task in enumerate(tasks)]
             try:
                 for future in as_completed(futures):
