@@ -38,7 +38,7 @@ def torchrun_trainer(nproc: int, config_file: Path) -> Callable:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         write_json_atomic(config_file, config)
-        _running = subprocess.Popen(torchrun_command(nproc, config_file, data, out, resume, device))
+        _running = subprocess.Popen([*torchrun_command(nproc, config_file, data, out, resume, device)])
         try:
             code = _running.wait()
         finally:

@@ -77,7 +77,7 @@ def test_a_grid_completes_and_a_failing_point_is_reported(tiny_store, tiny_train
     out = capsys.readouterr().out
     assert "running 5 now on submitit-local" in out and "submitted 5 point(s)" in out
     assert "4 of 5 points finished, 1 failed" in out
-    assert "FAILED baseline seed 0: ways=99 is more than the 8 classes of the split" in out
+    assert "FAILED baseline seed 0: episodes.ways=99 is more than the 8 classes of the train split" in out
     results = tmp_path / "out" / "results"
     kept = records(results)
     assert len(kept) == 4 and all(load_record(p)["format"] == RECORD_FORMAT for p in kept)
@@ -91,8 +91,8 @@ def test_a_grid_completes_and_a_failing_point_is_reported(tiny_store, tiny_train
     assert status[0] == "ablation grid: 5 points: 4 done, 0 running, 1 failed, 0 pending"
     failed = next(i for i, line in enumerate(status) if line.lstrip().startswith("failed"))
     assert "baseline seed 0" in status[failed]
-    assert status[failed + 1].split() == ["error:", "ways=99", "is", "more", "than", "the", "8", "classes", "of",
-                                          "the", "split;", "use", "--ways", "8", "or", "fewer"]
+    assert status[failed + 1].split() == ["error:", "episodes.ways=99", "is", "more", "than", "the", "8", "classes",
+                                          "of", "the", "train", "split;", "use", "episodes.ways=8", "or", "fewer"]
     log = Path(status[failed + 2].split("log:")[1].strip())
     assert log.name.endswith("_0_log.err") and "ways=99 is more than" in log.read_text().splitlines()[-1]
     assert sum(line.lstrip().startswith("done") for line in status) == 4
