@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from fewshot.data.store import Store
 
 
@@ -24,4 +26,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {m['n_images']} images, {m['n_classes']} classes{categories}, "
               f"{m['class_counts_min']}-{m['class_counts_max']} a class, shape {tuple(m['image_shape'])}, "
               f"checksum {m['checksum'][:16]} (run `fewshot verify` to re-hash)")
+        print(f"    {_hierarchy_line(split)}")
     return 0
+
+
+def _hierarchy_line(split, shown: int = 3) -> str:
+    """One line on the split's class hierarchy: parents, classes a parent, the first few parents."""
+    hierarchy = split.hierarchy()
+    if hierarchy is None:
+        return "hierarchy: none (no class names a parent)"
+    names, index = hierarchy
+    sizes = np.bincount(index, minlength=len(names))
+    listed = ", ".join(f"{n} ({s})" for n, s in zip(names[:shown], sizes[:shown]))
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return (f"hierarchy: {len(names)} parents, {sizes.min()}-{sizes.max()} classes each: {listed}{more}")

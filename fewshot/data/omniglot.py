@@ -3,7 +3,7 @@
 Reads `images_background.zip` and `images_evaluation.zip` (or their extracted folders), laid out as
 `images_<set>/<Alphabet>/characterNN/XXXX_YY.png`: 105x105 1-bit PNGs, white background. Each character
 of the Vinyals split lists (packaged with fewshot, from Snell et al.'s code) becomes four classes, one
-per 90-degree rotation, named `Alphabet/characterNN/rotDDD`.
+per 90-degree rotation, named `Alphabet/characterNN/rotDDD`, whose parent in the store is its alphabet.
 
 Preprocessing follows Snell et al.'s code exactly: rotate the 1-bit image with PIL, then resize it to
 28x28, which PIL does by nearest neighbour for a mode-'1' image; ink = 1 (stored as 255). A smoothing
@@ -132,7 +132,8 @@ def prepare_omniglot(src, out, force: bool = False, splits=("train", "val", "tes
                     keys.append((char, tuple(rots)))
             name_index = {n: i for i, n in enumerate(classes)}
             labels = [name_index[f"{c}/rot{r:03d}"] for c, rots in keys for r in rots]
-            sink = writer.split_sink(split, labels, classes, (28, 28, 1))
+            alphabets = [name.split("/", 1)[0] for name in classes]  # each class's parent in the hierarchy
+            sink = writer.split_sink(split, labels, classes, (28, 28, 1), categories=alphabets)
             position = 0
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 results = pool.map(_preprocess, items, chunksize=256)

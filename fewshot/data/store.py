@@ -5,11 +5,16 @@ Layout (format version 1)::
     DIR/store.json                 dataset, source variant, split names
     DIR/<split>/images.npy         uint8 (N, H, W, C), grouped by class in canonical order; opens memory-mapped
     DIR/<split>/labels.npy         int32 (N,), non-decreasing class indices
-    DIR/<split>/classes.json       {"names": [...sorted...], "categories": [...] | null}
+    DIR/<split>/classes.json       {"names": [...sorted...], "categories": [...] | null}: each class's parent
     DIR/<split>/manifest.json      counts, shapes, sha256 of the three files above, the split checksum
 
 Images are grouped by class so that an image is addressed as (class name, rank within class): the
 episode files rely on it, and the sampler turns (class, rank) into a row with one addition.
+
+Class hierarchy: `categories` names each class's parent (Omniglot: its alphabet; tieredImageNet: Ren's
+super-category; image folders: an optional parent folder level), or is null. It is one level deep and
+optional, so stores prepared before parents were written (Omniglot used to write null) still open;
+the manifest's `n_parents` is informative only (absent from older manifests).
 """
 from __future__ import annotations
 
@@ -196,6 +201,7 @@ class SplitSink:
             "image_shape": list(shape[1:]),
             "class_counts_min": int(counts.min()),
             "class_counts_max": int(counts.max()),
+            "n_parents": None if self.categories is None else len(set(self.categories)),
             "sha256": hashes,
             "checksum": _split_checksum(hashes),
         }
@@ -319,6 +325,18 @@ class StoreSplit:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
+
+    @property
+    def parents(self) -> list[str] | None:
+        """Each class's parent (its category in classes.json), or None where the store names none."""
+        return self.categories
+
+    def hierarchy(self) -> tuple[list[str], np.ndarray] | None:
+        """(sorted parent names, parent index of each class (C,)), or None without parents."""
+        if not self.categories:
+            return None
+        names, index = np.unique(np.asarray(self.categories, dtype=str), return_inverse=True)
+        return [str(n) for n in names], index.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)

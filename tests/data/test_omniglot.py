@@ -101,6 +101,8 @@ def test_prepare_from_zips(tmp_path, small_split):
     assert store.dataset == "omniglot"
     train = store.split("train")
     assert train.class_names == [f"{c}/{r}" for c in TRAIN_CHARS for r in ROTATIONS]
+    assert train.parents == ["Angelic"] * 8  # each class's parent is its alphabet
+    assert store.split("trainval").hierarchy()[0] == ["Angelic", "Hebrew"]
     assert train.class_counts.tolist() == [DRAWINGS] * 8
     assert train.image_shape == (28, 28, 1) and train.images.dtype == np.uint8
     assert store.split("val").n_classes == 4 and store.split("test").n_classes == 4
