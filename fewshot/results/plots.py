@@ -76,3 +76,31 @@ def plot_sweep(points: pd.DataFrame, keys: list[str], out: str | Path, levels: d
     figure.savefig(tmp, dpi=110)
     tmp.replace(out)
     return out
+
+
+def plot_by_ways(frame: pd.DataFrame, out: str | Path, title: str = "") -> Path:
+    """Accuracy (95% CI bars) against the episode's ways, one line a (method, episode set).
+
+    `frame`: fewshot.results.breakdown.breakdown_frame(records, "ways")."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    figure = Figure(figsize=(6.0, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for (method, column), group in frame.groupby(["method", "column"], sort=False):
+        group = group.sort_values("centre")
+        ax.errorbar(group["centre"], group["mean"], yerr=group["half"], marker="o", capsize=3,
+                    label=f"{method} ({column})")
+    ax.set_xlabel("ways (bin centre)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    tmp.replace(out)
+    return out

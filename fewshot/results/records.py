@@ -32,7 +32,7 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
         "format": RECORD_FORMAT,
         "format_version": RECORD_VERSION,
         "method": method,
-        "setting": f"{episode_meta['ways']}w{episode_meta['shots']}s",
+        "setting": episode_meta.get("setting") or f"{episode_meta['ways']}w{episode_meta['shots']}s",
         "ways": episode_meta["ways"],
         "shots": episode_meta["shots"],
         "queries": episode_meta["queries"],
@@ -63,7 +63,8 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
 
 def record_filename(record: dict) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in record["method"])
-    return f"{safe}__{record['dataset']}-{record['setting']}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
+    setting = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in record["setting"])
+    return f"{safe}__{record['dataset']}-{setting}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
 
 
 def check_results_folder(folder: str | os.PathLike) -> Path:
