@@ -203,6 +203,30 @@ def _ranks_by_rejection(rng, counts, wanted):
     return ranks
 
 
+def compose(images: np.ndarray, used: np.ndarray, beta: np.ndarray, log_weights: np.ndarray,
+            config: MetaDatasetConfig = MetaDatasetConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Queries a class (E,) and shots of each class (E, W) of episodes, given their random draws.
+
+    `images` (E, W) images of each chosen class, `used` (E, W) which columns are classes (the first ways),
+    `beta` (E,) ~ U[0, 1), `log_weights` (E, W) ~ U(min_log_weight, max_log_weight). Rules 3-5 of the module
+    docstring (compute_num_query, sample_support_set_size, sample_num_support_per_class); unused columns
+    get 0 shots.
+    """
+    ways = used.sum(axis=1)
+    # compute_num_query: min(max_num_query, the smallest class // 2), one count for every class.
+    queries = np.minimum(config.max_num_query, np.where(used, images // 2, np.iinfo(np.int64).max).min(axis=1))
+    remaining = images - queries[:, None]
+    # sample_support_set_size: floor(beta * min(contrib, remaining) + 1) summed, capped.
+    contributions = np.minimum(config.max_support_size_contrib_per_class, remaining)
+    support_size = np.minimum(np.where(used, np.floor(beta[:, None] * contributions + 1), 0).sum(axis=1),
+                              config.max_support_set_size)
+    # sample_num_support_per_class: proportions of images * exp(log weight); one shot guaranteed.
+    weights = np.where(used, images * np.exp(log_weights), 0.0)
+    proportions = weights / weights.sum(axis=1, keepdims=True)
+    desired = np.floor(proportions * (support_size - ways)[:, None]).astype(np.int64) + 1
+    return queries, np.where(used, np.minimum(desired, remaining), 0)
+
+
 class MetaDatasetSampler:
     """Meta-Dataset episodes over a split's classes (see the module docstring for the rules and sources).
 
@@ -245,19 +269,9 @@ class MetaDatasetSampler:
         classes = choose_in_groups(rng, self.members, self.sizes, group, width)
         used = np.arange(width) < ways[:, None]
         images = np.where(used, self.class_counts[classes], 0)
-        # compute_num_query: min(max_num_query, the smallest class // 2), one count for every class.
-        queries = np.minimum(c.max_num_query, np.where(used, images // 2, np.iinfo(np.int64).max).min(axis=1))
-        remaining = images - queries[:, None]
-        # sample_support_set_size: floor(beta * min(contrib, remaining) + 1) summed, capped.
         beta = rng.random(n)
-        contributions = np.minimum(c.max_support_size_contrib_per_class, remaining)
-        support_size = np.minimum(
-            np.where(used, np.floor(beta[:, None] * contributions + 1), 0).sum(axis=1), c.max_support_set_size)
-        # sample_num_support_per_class: proportions of images * exp(U(log 0.5, log 2)), one guaranteed.
-        weights = np.where(used, images * np.exp(rng.uniform(c.min_log_weight, c.max_log_weight, (n, width))), 0.0)
-        proportions = weights / weights.sum(axis=1, keepdims=True)
-        desired = np.floor(proportions * (support_size - ways)[:, None]).astype(np.int64) + 1
-        shots = np.minimum(desired, remaining)
+        log_weights = rng.uniform(c.min_log_weight, c.max_log_weight, (n, width))
+        queries, shots = compose(images, used, beta, log_weights, c)
         flat_classes = classes[used]
         support_counts = shots[used]
         query_counts = np.repeat(queries, ways)

@@ -150,6 +150,6 @@ def make_protocol_file(split, protocol: str, count: int = 1000, seed: int = 0, w
                             sampler_config=dataclasses.asdict(config), **common)
     if protocol == "lake-runs":
         batch = lake_runs_batch(split.class_names, split.class_counts)
-        return episode_file(batch, seed=None, protocol=protocol, setting="20w1s-lake-runs",
+        return episode_file(batch, seed=None, protocol=protocol, setting=f"{batch.ways}w1s-lake-runs",
                             sampler="Lake et al. 2015 all_runs.zip (fixed)", **common)
     raise FewshotError(f"unknown protocol {protocol!r}; choose one of {', '.join(SAMPLING_PROTOCOLS)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewshot.episodes.metadataset import choose_in_groups, padded_groups
-from fewshot.episodes.sampler import EpisodeBatch, check_episode_shape, smallest_keys
+from fewshot.episodes.sampler import EpisodeBatch, smallest_keys
 from fewshot.errors import FewshotError
 
 _CHUNK_EPISODES = 1000  # episodes drawn together (bounds the per-image key array)
@@ -24,7 +24,9 @@ class WithinParentSampler:
         counts = np.asarray(class_counts, dtype=np.int64)
         if parent_index is None:
             raise FewshotError("within-parent episodes need classes that name their parent; this split names none")
-        check_episode_shape(ways, shots, queries, np.array([counts.max()]), what="split")
+        for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+            if int(value) < 1:
+                raise FewshotError(f"{name} must be a positive integer, got {value}")
         parent_index = np.asarray(parent_index)
         eligible = counts >= shots + queries
         groups, self.parents = [], []
