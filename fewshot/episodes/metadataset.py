@@ -125,10 +125,13 @@ def choose_in_groups(rng: np.random.Generator, members: np.ndarray, sizes: np.nd
     which are always inside the group (ways <= its size). A uniform key per member, smallest first.
     """
     span = members.shape[1]
-    keys = rng.random((len(group), span))
-    keys[np.arange(span) >= sizes[group][:, None]] = 2.0
     width = min(width, span)
-    positions = smallest_keys(keys, width, np.minimum(sizes[group], span))
+    if sizes.min() >= _REJECTION_RATIO * width:  # large groups: `width` distinct positions by rejection
+        positions = distinct_ranks(rng, sizes[group], np.full(len(group), width)).reshape(len(group), width)
+    else:
+        keys = rng.random((len(group), span))
+        keys[np.arange(span) >= sizes[group][:, None]] = 2.0
+        positions = smallest_keys(keys, width, np.minimum(sizes[group], span))
     return np.take_along_axis(members[group], positions, axis=1)
 
 
@@ -145,6 +148,8 @@ def distinct_ranks(rng: np.random.Generator, counts: np.ndarray, wanted: np.ndar
     if np.any(wanted > counts):
         raise FewshotError("asked for more distinct images than a class holds (sampler bug)")
     by_rejection = counts >= _REJECTION_RATIO * wanted
+    if by_rejection.all():
+        return _ranks_by_rejection(rng, counts, wanted)
     rows = np.flatnonzero(~by_rejection)
     if len(rows):
         ranks, valid = _ranks_by_keys(rng, counts[rows], wanted[rows])
@@ -172,35 +177,60 @@ def _ranks_by_keys(rng, counts, wanted):
 
 
 def _ranks_by_rejection(rng, counts, wanted):
-    """Flat: uniform integers a row, repeats (all but the first of equal values in a row) drawn again."""
+    """Flat: uniform integers a row; every rank equal to another of its row is drawn again, until none is.
+
+    Which values repeat is found a block of rows at a time (about _SORT_BLOCK ranks) by sorting the keys
+    row * stride + rank (a plain sort, several times faster than an argsort); where they sit, by a lookup
+    table over the block's keys. Redrawing all equal ranks (not all but one) keeps the process unchanged
+    under relabelling the images, which is all uniformity needs.
+    """
     row = np.repeat(np.arange(len(counts)), wanted)
     limit = counts[row]
     ranks = (rng.random(len(row)) * limit).astype(np.int64)
     stride = int(counts.max()) + 1
-    # Keys row * stride + rank, counted from each block's first row: int32 where they fit (faster to sort).
-    key_type = np.int32 if (_SORT_BLOCK + 1) * stride < 2**31 else np.int64
-    check = np.arange(len(row))
-    while len(check):
-        rows = row[check]
-        row_starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
-        # Blocks of about _SORT_BLOCK ranks that end on row boundaries (a row's ranks are contiguous).
-        cuts = np.unique(np.append(row_starts[np.searchsorted(row_starts, np.arange(0, len(check), _SORT_BLOCK))],
-                                   len(check)))
+    ends = np.cumsum(wanted)
+    starts = ends - wanted
+    check_rows = np.arange(len(counts))
+    first_round = True
+    table = None
+    while len(check_rows):
+        # Blocks of consecutive rows to check, about _SORT_BLOCK ranks each.
+        block_of = np.cumsum(wanted[check_rows]) // _SORT_BLOCK
+        cuts = np.flatnonzero(np.diff(block_of)) + 1
         repeats = []
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
-            block = check[lo:hi]
-            keys = ((row[block] - row[block[0]]) * stride + ranks[block]).astype(key_type)
-            order = np.argsort(keys, kind="stable")  # equal values stay in draw order: the first is kept
-            ordered = keys[order]
-            repeats.append(block[order[1:][ordered[1:] == ordered[:-1]]])
-        repeats = np.concatenate(repeats)
-        if len(repeats) == 0:
+        for rows in np.split(check_rows, cuts):
+            if first_round:  # every row: the block's ranks are one contiguous stretch
+                positions = slice(int(starts[rows[0]]), int(ends[rows[-1]]))
+                local_row = row[positions] - rows[0]
+            else:
+                positions = _take_ranges(starts[rows], wanted[rows])
+                local_row = np.repeat(np.arange(len(rows)), wanted[rows])
+            key_type = np.int32 if len(rows) * stride < 2**31 else np.int64
+            keys = (local_row * stride + ranks[positions]).astype(key_type)
+            ordered = np.sort(keys)
+            repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+            if len(repeated) == 0:
+                continue
+            if table is None or len(table) < len(rows) * stride:
+                table = np.zeros(max(len(rows) * stride, _SORT_BLOCK * 16), dtype=bool)
+            table[repeated] = True
+            hit = np.flatnonzero(table[keys])
+            table[repeated] = False  # the table is reused: leave it clear
+            repeats.append(np.arange(positions.start, positions.stop)[hit] if first_round else positions[hit])
+        first_round = False
+        if not repeats:
             break
+        repeats = np.concatenate(repeats)
         ranks[repeats] = (rng.random(len(repeats)) * limit[repeats]).astype(np.int64)
-        again = np.zeros(len(counts), dtype=bool)
-        again[row[repeats]] = True
-        check = check[again[rows]]
+        check_rows = np.unique(row[repeats])
     return ranks
+
+
+def _take_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [starts[i], starts[i] + lengths[i])."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths) + \
+        np.arange(int(lengths.sum()), dtype=np.int64)
 
 
 def compose(images: np.ndarray, used: np.ndarray, beta: np.ndarray, log_weights: np.ndarray,
@@ -276,10 +306,12 @@ class MetaDatasetSampler:
         support_counts = shots[used]
         query_counts = np.repeat(queries, ways)
         ranks = distinct_ranks(rng, self.class_counts[flat_classes], support_counts + query_counts)
-        # Each class's first shots ranks are its support, the rest its queries.
-        per_class = support_counts + query_counts
-        offset = np.repeat(np.concatenate([[0], np.cumsum(per_class)[:-1]]), per_class)
-        within = np.arange(len(ranks)) - offset
-        is_support = within < np.repeat(support_counts, per_class)
+        # Each class's first shots ranks are its support, the rest its queries: +1 where a class starts,
+        # -1 where its queries start, summed up.
+        class_first = np.concatenate([[0], np.cumsum(support_counts + query_counts)[:-1]])
+        marks = np.zeros(len(ranks) + 1, dtype=np.int8)
+        marks[class_first] = 1
+        marks[class_first + support_counts] -= 1
+        is_support = np.cumsum(marks[:-1], dtype=np.int8).astype(bool)
         return RaggedEpisodes(ways.astype(np.int64), flat_classes, support_counts, query_counts,
                               ranks[is_support], ranks[~is_support])

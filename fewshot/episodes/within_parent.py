@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewshot.episodes.metadataset import choose_in_groups, padded_groups
+from fewshot.episodes.metadataset import padded_groups
 from fewshot.episodes.sampler import EpisodeBatch, smallest_keys
 from fewshot.errors import FewshotError
 
@@ -45,21 +45,37 @@ class WithinParentSampler:
         self.parent_names = parent_names
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
+    def draws_per_call(self, count: int) -> int:
+        """Uniform doubles one sample_calls(1, count) takes (a fixed number, so a training loop can skip ahead)."""
+        return count * (1 + self.members.shape[1] + self.ways * int(self.class_counts.max()))
+
     def sample(self, count: int) -> EpisodeBatch:
+        """`count` episodes, drawn at most 1,000 at a time (bounded memory)."""
         if count < 1:
             raise FewshotError(f"episode count must be a positive integer, got {count}")
-        parts = [self._sample_chunk(min(_CHUNK_EPISODES, count - s)) for s in range(0, count, _CHUNK_EPISODES)]
+        parts = [self.sample_calls(1, min(_CHUNK_EPISODES, count - s)) for s in range(0, count, _CHUNK_EPISODES)]
         if len(parts) == 1:
             return parts[0]
         return EpisodeBatch(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("classes", "support", "query")))
 
-    def _sample_chunk(self, count: int) -> EpisodeBatch:
-        group = self.rng.integers(0, len(self.members), size=count)
-        classes = choose_in_groups(self.rng, self.members, self.sizes, group, self.ways)
-        span = int(self.class_counts.max())
-        keys = self.rng.random((count, self.ways, span))
+    def sample_calls(self, calls: int, count: int) -> EpisodeBatch:
+        """`calls` successive draws of `count` episodes at once (EpisodeSampler's contract, for training).
+
+        Only uniform doubles are drawn, draws_per_call(count) a call, so the generator state after any
+        number of calls is known without drawing (a resumed training run skips ahead exactly)."""
+        if count < 1 or calls < 1:
+            raise FewshotError(f"episode count must be a positive integer, got {count}")
+        n, span, width = calls * count, int(self.class_counts.max()), self.members.shape[1]
+        block = self.rng.random((calls, self.draws_per_call(count)))
+        group_keys = block[:, :count].reshape(n)
+        class_keys = block[:, count:count * (1 + width)].reshape(n, width)
+        image_keys = block[:, count * (1 + width):].reshape(n, self.ways, span)
+        group = np.minimum((group_keys * len(self.members)).astype(np.int64), len(self.members) - 1)
+        class_keys[np.arange(width) >= self.sizes[group][:, None]] = 2.0
+        positions = smallest_keys(class_keys, self.ways, self.sizes[group])
+        classes = np.take_along_axis(self.members[group], positions, axis=1)
         counts = self.class_counts[classes]
-        keys[np.arange(span) >= counts[..., None]] = 2.0
-        chosen = smallest_keys(keys, self.shots + self.queries, counts)
+        image_keys[np.arange(span) >= counts[..., None]] = 2.0
+        chosen = smallest_keys(image_keys, self.shots + self.queries, counts)
         return EpisodeBatch(classes.astype(np.int32), chosen[..., : self.shots].astype(np.int32),
                             chosen[..., self.shots:].astype(np.int32))

@@ -39,3 +39,36 @@ def test_errors_name_the_fix():
         WithinParentSampler(COUNTS, PARENTS, 7, 1, 1)
     with pytest.raises(FewshotError, match="name their parent"):
         WithinParentSampler(COUNTS, None, 3, 1, 1)
+
+
+def test_sample_calls_is_successive_calls_and_draws_a_fixed_count():
+    """The training loop's contract: calls at once equal successive calls, and the state advances by a known count."""
+    a = WithinParentSampler(COUNTS, PARENTS, 3, 1, 2, seed=9)
+    b = WithinParentSampler(COUNTS, PARENTS, 3, 1, 2, seed=9)
+    block = a.sample_calls(4, 2)
+    singles = [b.sample_calls(1, 2) for _ in range(4)]
+    assert np.array_equal(block.classes, np.concatenate([s.classes for s in singles]))
+    assert np.array_equal(block.support, np.concatenate([s.support for s in singles]))
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+    bits = np.random.PCG64(9)
+    bits.advance(4 * a.draws_per_call(2))
+    assert bits.state == a.rng.bit_generator.state
+
+
+def test_training_sampler_by_protocol(tmp_path):
+    from fewshot.data.store import Store, StoreWriter
+    from fewshot.episodes.sampler import EpisodeSampler
+    from fewshot.episodes.training import make_training_sampler
+
+    labels = np.repeat(np.arange(len(COUNTS)), COUNTS)
+    with StoreWriter(tmp_path / "s", "toy", "v1") as writer:
+        writer.add_split("train", np.zeros((len(labels), 2, 2, 1), np.uint8), labels,
+                         [f"c{i:02d}" for i in range(len(COUNTS))], categories=[f"p{p}" for p in PARENTS])
+    split = Store(tmp_path / "s").split("train")
+    episodes = {"ways": 3, "shots": 1, "queries": 2}
+    assert isinstance(make_training_sampler(split, episodes, 0), EpisodeSampler)
+    sampler = make_training_sampler(split, {**episodes, "protocol": "within-parent"}, 0)
+    parents = PARENTS[sampler.sample_calls(5, 1).classes]
+    assert (parents == parents[:, :1]).all()
+    with pytest.raises(FewshotError, match="cannot train"):
+        make_training_sampler(split, {**episodes, "protocol": "meta-dataset"}, 0)
