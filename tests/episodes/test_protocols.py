@@ -115,3 +115,17 @@ def test_from_counts_equals_a_draw_on_a_store_with_those_counts(tmp_path):
 def test_from_counts_rejects_mismatched_lists():
     with pytest.raises(FewshotError, match="2 class names but 3 class counts"):
         make_episode_file_from_counts("x", "test", ["a", "b"], [5, 5, 5], 2, 1, 1, 3, 0)
+
+
+def test_committed_lake_runs_file_is_the_runs_of_its_class_list():
+    """episodes/omniglot-lake-runs-20w1s-20.npz: run r is episode r, class m of it, training then test drawing."""
+    from fewshot.episodes.protocols import lake_runs_batch
+
+    f = load_episode_file(EPISODES / "omniglot-lake-runs-20w1s-20.npz")
+    assert f.meta["protocol"] == "lake-runs" and f.setting == "20w1s-lake-runs" and len(f) == 20
+    names = f.meta["class_names"]
+    assert names[0] == "run01/class01" and names[-1] == "run20/class20" and set(f.meta["class_counts"]) == {2}
+    again = lake_runs_batch(names, f.meta["class_counts"])
+    assert np.array_equal(again.classes, f.batch.classes)
+    assert [names[c] for c in f.batch.classes[6]] == [f"run07/class{m:02d}" for m in range(1, 21)]
+    assert (f.batch.support == 0).all() and (f.batch.query == 1).all()
