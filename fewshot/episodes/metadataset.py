@@ -122,7 +122,8 @@ def choose_in_groups(rng: np.random.Generator, members: np.ndarray, sizes: np.nd
     """`width` distinct classes (E, width) of each episode's group, in random order (uniform subsets).
 
     Positions past a group's size hold other groups' padding; callers keep only the first `ways` columns,
-    which are always inside the group (ways <= its size). A uniform key per member, smallest first.
+    which are always inside the group (ways <= its size). Groups of at least 4 x width classes draw the
+    positions by rejection (distinct_ranks); smaller ones take the smallest of a uniform key per member.
     """
     span = members.shape[1]
     width = min(width, span)
@@ -138,8 +139,9 @@ def choose_in_groups(rng: np.random.Generator, members: np.ndarray, sizes: np.nd
 def distinct_ranks(rng: np.random.Generator, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """For each row, wanted[i] distinct uniform ranks in [0, counts[i]), concatenated, in random order.
 
-    Large classes (counts >= 4 x wanted) draw integers and redraw repeats until none is left: relabelling
-    the images leaves that process unchanged, so every ordered sample of distinct ranks is equally likely.
+    Large classes (counts >= 4 x wanted) draw integers and redraw every rank equal to another of its row
+    until none is: relabelling the images leaves that process unchanged, and the relabellings take any
+    ordered sample of distinct ranks to any other, so all are equally likely.
     Small classes take the smallest of a uniform key per image. Both are vectorised over rows.
     """
     counts, wanted = np.asarray(counts, dtype=np.int64), np.asarray(wanted, dtype=np.int64)
