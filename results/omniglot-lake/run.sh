@@ -39,4 +39,14 @@ $FEWSHOT eval --backbone pixels --data "$WORK/store" --episodes "$WITHIN" --out 
 
 $FEWSHOT table "$HERE/records" --lake > "$HERE/table-lake.md"
 $FEWSHOT table "$HERE/records" --baseline siamese-triplet > "$HERE/table.md"
+pair() {  # A B episodes-part-of-record-name: paired difference A - B on the same episodes
+    $FEWSHOT compare "$HERE"/records/"$1"__"$3"__*.json "$HERE"/records/"$2"__"$3"__*.json
+}
+{
+    for episodes in omniglot-lake-runs-20w1s-lake-runs omniglot-20w1s-within-parent; do
+        pair siamese-triplet-cir siamese-triplet $episodes
+        pair protonet siamese-triplet $episodes
+        pair siamese-triplet pixels $episodes
+    done
+} > "$HERE/paired.txt"
 echo "wall time: $(( $(date +%s) - start )) s (STEPS=$STEPS, DEVICE=$DEVICE)" | tee "$HERE/wall_time.txt"
