@@ -26,7 +26,7 @@ WITHIN=$HERE/episodes/evaluation-within-alphabet-20w1s-5q-1000.npz
 COMMON="--data $WORK/store train.split=background train.val_split=none train.steps=$STEPS train.device=$DEVICE"
 train() {  # name config overrides...
     local name=$1 config=$2; shift 2
-    grep -qs '"status": "finished"' "$WORK/runs/$name/summary.json" \
+    grep -qs '"status": "finished"' "$WORK/runs/$name/run.json" \
         || $FEWSHOT train --config "$config" --out "$WORK/runs/$name" $COMMON name=$name "$@"
     $FEWSHOT eval --run "$WORK/runs/$name" --data "$WORK/runs-store" --episodes "$LAKE" --out "$HERE/records" --device "$DEVICE"
     $FEWSHOT eval --run "$WORK/runs/$name" --data "$WORK/store" --episodes "$WITHIN" --out "$HERE/records" --device "$DEVICE"
