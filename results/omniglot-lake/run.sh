@@ -39,7 +39,7 @@ $FEWSHOT eval --backbone pixels --data "$WORK/store" --episodes "$WITHIN" --out 
 
 $FEWSHOT table "$HERE/records" --lake > "$HERE/table-lake.md"
 $FEWSHOT table "$HERE/records" --baseline siamese-triplet > "$HERE/table.md"
-pair() {  # A B episodes-part-of-record-name: paired difference A - B on the same episodes
+pair() {  # A B episodes-part-of-record-name: paired difference A - B (one record each: run before seeds.sh)
     $FEWSHOT compare "$HERE"/records/"$1"__"$3"__*.json "$HERE"/records/"$2"__"$3"__*.json
 }
 {
