@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
                  "input_size": 0},
     "head": {"kind": "identity", "dim": 128, "hidden": 512, "normalize": False},
     # Training episodes (prototypical learner); may use more ways than the test episodes.
-    "episodes": {"ways": 20, "shots": 5, "queries": 5},
+    "episodes": {"ways": 20, "shots": 5, "queries": 5, "protocol": "fixed"},
     # P classes x K images batches (siamese, center, classifier learners).
     "batch": {"classes": 16, "per_class": 4},
     "loss": {
@@ -126,6 +126,7 @@ KEY_HELP: dict[str, str] = {
     "episodes.ways": "classes a training episode (prototypical learner)",
     "episodes.shots": "support images a class of a training episode",
     "episodes.queries": "query images a class of a training episode",
+    "episodes.protocol": "training episodes: fixed (uniform N-way K-shot) or within-parent (all classes under one parent)",
     "batch.classes": "P, classes of a PK training batch (siamese, center, classifier)",
     "batch.per_class": "K, images a class of a PK training batch",
     "loss.name": "training loss: prototypical, triplet, center_contrastive, cross_entropy, label_smoothing",
@@ -252,6 +253,8 @@ CHECKS: dict[str, Check] = {
     "backbone.dropblock": finite(0.0, 1.0, high_open=True),
     "loss.distance": one_of(*DISTANCES),
     "eval.distance": one_of(*DISTANCES),
+    "episodes.protocol": one_of("fixed", "within-parent"),
+    "cir.apply_to": one_of("all", "anchors"),
     "loss.margin": finite(0.0),
     "loss.center_margin": finite(0.0),
     "loss.scale": finite(0.0, low_open=True),
@@ -402,7 +405,7 @@ def flat(config: dict) -> dict[str, Any]:
 
 # Keys added after runs and records existed: a config without one meant its default, so at its default a key
 # is left out of the digest (older runs and records keep theirs) and counts as absent when resuming.
-LATE_KEYS = {"cir.apply_to": "all", "backbone.model": "", "backbone.weights": "", "backbone.pretrained": False,
+LATE_KEYS = {"cir.apply_to": "all", "episodes.protocol": "fixed", "backbone.model": "", "backbone.weights": "", "backbone.pretrained": False,
              "backbone.input_size": 0}
 # Keys that only write extra files (they change no step): never in the digest.
 _DIGEST_IGNORED = {"keep_every", "tensorboard"}

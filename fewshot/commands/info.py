@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from fewshot.data.store import Store
 from fewshot.errors import FewshotError
 
@@ -46,6 +48,7 @@ def _store(path: Path) -> int:
         print(f"  {name}: {m['n_images']} images, {m['n_classes']} classes{categories}, "
               f"{int(split.class_counts.min())}-{int(split.class_counts.max())} a class, shape {tuple(m['image_shape'])}, "
               f"checksum {m['checksum'][:16]} (run `fewshot verify` to re-hash)")
+        print(f"    {_hierarchy_line(split)}")
     return 0
 
 
@@ -96,3 +99,15 @@ def _run_folder(path: Path) -> int:
     print(f"  checkpoints: {', '.join(checkpoints) or 'none'}; trained on {summary.get('data', '?')} split "
           f"{t.get('split')}, commit {str(summary.get('commit'))[:12]}")
     return 0
+
+
+def _hierarchy_line(split, shown: int = 3) -> str:
+    """One line on the split's class hierarchy: parents, classes a parent, the first few parents."""
+    hierarchy = split.hierarchy()
+    if hierarchy is None:
+        return "hierarchy: none (no class names a parent)"
+    names, index = hierarchy
+    sizes = np.bincount(index, minlength=len(names))
+    listed = ", ".join(f"{n} ({s})" for n, s in zip(names[:shown], sizes[:shown]))
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return (f"hierarchy: {len(names)} parents, {sizes.min()}-{sizes.max()} classes each: {listed}{more}")

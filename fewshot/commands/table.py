@@ -28,6 +28,12 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline", metavar="METHOD",
                    help="add a column per setting: paired difference from METHOD, mean +- 95%% CI, * p < 0.05")
     p.add_argument("--per-seed", action="store_true", help="one row per seed instead of the mean over seeds")
+    p.add_argument("--by", choices=["ways", "shots"],
+                   help="instead: accuracy broken down by each episode's ways or shots a class (Meta-Dataset "
+                        "episodes vary in both), md or csv")
+    p.add_argument("--plot", metavar="PNG", help="with --by ways: also draw accuracy against ways into PNG")
+    p.add_argument("--lake", action="store_true",
+                   help="instead: error rates on Lake's 20 one-shot runs beside the published figures")
     p.set_defaults(func=run)
 
 
@@ -35,8 +41,23 @@ def run(args: argparse.Namespace) -> int:
     if args.decimals < 0:
         raise FewshotError(f"--decimals must be 0 or more, got {args.decimals}")
     records = load_records(args.results)
-    text = format_table(records, args.format, args.decimals, baseline=args.baseline, ci=args.ci,
-                        per_seed=args.per_seed)
+    if args.plot and args.by != "ways":
+        raise FewshotError("--plot draws accuracy against ways: give it with --by ways")
+    if args.lake:
+        from fewshot.evaluate.lake import format_lake_table
+
+        text = format_lake_table(records, args.decimals)
+    elif args.by:
+        from fewshot.results.breakdown import breakdown_frame, format_breakdown
+
+        text = format_breakdown(records, args.by, args.format, args.decimals)
+        if args.plot:
+            from fewshot.results.plots import plot_by_ways
+
+            plot_by_ways(breakdown_frame(records, "ways"), args.plot)
+    else:
+        text = format_table(records, args.format, args.decimals, baseline=args.baseline, ci=args.ci,
+                            per_seed=args.per_seed)
     # On stderr, so that the table on stdout can be redirected to a file as it is (and after the table, so
     # that a refusal stays one line).
     print(f"read {len(records)} result record{'s' if len(records) != 1 else ''} from "

@@ -3,7 +3,8 @@
 Reads `images_background.zip` and `images_evaluation.zip` (or their extracted folders), laid out as
 `images_<set>/<Alphabet>/characterNN/XXXX_YY.png`: 105x105 1-bit PNGs, white background. Each character
 of the Vinyals split lists (packaged with fewshot, from Snell et al.'s code) becomes four classes, one
-per 90-degree rotation, named `Alphabet/characterNN/rotDDD`.
+per 90-degree rotation, named `Alphabet/characterNN/rotDDD`; its parent in the class hierarchy is its
+alphabet, read from the name (fewshot.data.store.StoreSplit.parents).
 
 Preprocessing follows Snell et al.'s code exactly: rotate the 1-bit image with PIL, then resize it to
 28x28, which PIL does by nearest neighbour for a mode-'1' image; ink = 1 (stored as 255). A smoothing
@@ -37,6 +38,18 @@ MAX_SIDE = 1000
 DOWNLOAD_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{name}.zip"
 
 
+LAKE_SPLITS = ("background", "evaluation")
+
+
+def lake_split(split: str, drawings: dict[str, list], archive_of: dict[str, str]) -> list[str]:
+    """Class names of Lake's split: background (the 30 background alphabets, every 90-degree rotation a
+    class, as Vinyals' training classes) or evaluation (the 20 evaluation alphabets, upright only, as in
+    Lake's one-shot runs)."""
+    chars = sorted(c for c in drawings if archive_of[c] == f"images_{split}")
+    rotations = ROTATIONS if split == "background" else (0,)
+    return [f"{c}/rot{r:03d}" for c in chars for r in rotations]
+
+
 def vinyals_split(split: str) -> list[str]:
     """Class names (with rotation) of a Vinyals split: train, val or test; trainval = train + val."""
     if split == "trainval":
@@ -66,8 +79,11 @@ def _entry(archive: Path, name: str, size: int, path: str) -> re.Match | None:
     return m
 
 
-def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path, str]]]:
-    """character key 'Alphabet/characterNN' -> [(drawing number, png bytes or path, entry name)]."""
+def _read_sources(src: Path, archive_of: dict[str, str] | None = None
+                  ) -> dict[str, list[tuple[int, bytes | Path, str]]]:
+    """character key 'Alphabet/characterNN' -> [(drawing number, png bytes or path, entry name)]; `archive_of`,
+    if given, is filled with each character's archive (images_background or images_evaluation)."""
+    archive_of = {} if archive_of is None else archive_of
     drawings: dict[str, list] = defaultdict(list)
     found = []
     for name in ARCHIVES:
@@ -78,6 +94,7 @@ def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path, str]]]:
                 m = _entry(folder, name, png.stat().st_size, png.relative_to(src).as_posix())
                 if m:
                     drawings[f"{m[2]}/{m[3]}"].append((int(m[5]), png, str(png)))
+                    archive_of[f"{m[2]}/{m[3]}"] = name
         elif archive.is_file():
             found.append(archive)
             try:
@@ -88,6 +105,7 @@ def _read_sources(src: Path) -> dict[str, list[tuple[int, bytes | Path, str]]]:
                             with zf.open(info) as entry:  # at most the bound, whatever the header claims
                                 data = entry.read(MAX_ENTRY_BYTES + 1)
                             drawings[f"{m[2]}/{m[3]}"].append((int(m[5]), data, f"{archive}:{info.filename}"))
+                            archive_of[f"{m[2]}/{m[3]}"] = name
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as exc:
                 raise FewshotError(f"{archive} is not a readable zip archive ({exc}); download it again") from None
     if not found:
@@ -142,7 +160,8 @@ def download(src: Path) -> None:
 
 
 def prepare_omniglot(src, out, force: bool = False, splits=("train", "val", "test", "trainval"),
-                     workers: int = 2, progress: bool = True) -> dict:
+                     workers: int = 2, progress: bool = True, lake: bool = False) -> dict:
+    """Prepare the Vinyals splits, or with `lake` Lake's background and evaluation splits (`lake_split`)."""
     from tqdm import tqdm
 
     from fewshot.data.store import StoreWriter
@@ -150,10 +169,18 @@ def prepare_omniglot(src, out, force: bool = False, splits=("train", "val", "tes
     src = Path(src)
     if not src.exists():
         raise FewshotError(f"Omniglot source {src} does not exist; give the folder holding images_background.zip")
-    drawings = _read_sources(src)
-    with StoreWriter(out, "omniglot", "omniglot-original-archives(vinyals,rot4,28x28,nearest)", force) as writer:
+    archive_of: dict[str, str] = {}
+    drawings = _read_sources(src, archive_of)
+    if lake:
+        splits = LAKE_SPLITS
+        missing = [name for name in ARCHIVES if name not in set(archive_of.values())]
+        if missing:
+            raise FewshotError(f"{src}: Lake's split needs both archives; {missing[0]} is missing")
+    variant = ("omniglot-original-archives(lake,background rot4 / evaluation upright,28x28,nearest)" if lake
+               else "omniglot-original-archives(vinyals,rot4,28x28,nearest)")
+    with StoreWriter(out, "omniglot", variant, force) as writer:
         for split in splits:
-            classes = vinyals_split(split)
+            classes = lake_split(split, drawings, archive_of) if lake else vinyals_split(split)
             by_char: dict[str, list[int]] = defaultdict(list)
             for name in classes:
                 char, rot = name.rsplit("/", 1)
@@ -171,6 +198,8 @@ def prepare_omniglot(src, out, force: bool = False, splits=("train", "val", "tes
                     keys.append((char, tuple(rots)))
             name_index = {n: i for i, n in enumerate(classes)}
             labels = [name_index[f"{c}/rot{r:03d}"] for c, rots in keys for r in rots]
+            # No categories written: the alphabet, each class's parent, is the first part of its name
+            # (StoreSplit.parents), which keeps the split checksums of every earlier Omniglot store.
             sink = writer.split_sink(split, labels, classes, (28, 28, 1))
             position = 0
             with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:

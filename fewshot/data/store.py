@@ -5,11 +5,19 @@ Layout (format version 1)::
     DIR/store.json                 dataset, source variant, split names
     DIR/<split>/images.npy         uint8 (N, H, W, C), grouped by class in canonical order; opens memory-mapped
     DIR/<split>/labels.npy         int32 (N,), non-decreasing class indices
-    DIR/<split>/classes.json       {"names": [...sorted...], "categories": [...] | null}
+    DIR/<split>/classes.json       {"names": [...sorted...], "categories": [...] | null}: each class's parent
     DIR/<split>/manifest.json      counts, shapes, sha256 of the three files above, the split checksum
 
 Images are grouped by class so that an image is addressed as (class name, rank within class): the
 episode files rely on it, and the sampler turns (class, rank) into a row with one addition.
+
+Class hierarchy: `categories` names each class's parent (tieredImageNet: Ren's super-category; image
+folders: an optional parent folder level), or is null. It is one level deep and optional, so stores
+prepared before parents existed still open; the manifest's `n_parents` is informative only (absent from
+older manifests). Omniglot writes null and its classes name their parent themselves
+(`Alphabet/characterNN/rotDDD`): `StoreSplit.parents` reads the alphabet from the name, so the split
+checksums of Omniglot stores, and every episode file and record that cites them, stay what they were,
+and Omniglot stores prepared earlier have their hierarchy too.
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ _RELEASE_EVERY = 256 << 20  # bytes a SplitSink writes between handing its mappe
 # every READ_RELEASE_EVERY bytes read: on a tieredImageNet-sized split (9.5 GB) that kept the mapped pages
 # at about 480 MB (the kernel maps whole folios around each fault, several times the bytes read).
 MAP_WHOLE_LIMIT = 1 << 30
+# Datasets whose class names start with their parent's name ("Alphabet/characterNN/rotDDD").
+PARENT_IN_NAME = ("omniglot",)
 READ_RELEASE_EVERY = 64 << 20
 
 def release_mapped_pages(array: np.ndarray) -> bool:
@@ -213,6 +223,7 @@ class SplitSink:
             "image_shape": list(shape[1:]),
             "class_counts_min": int(counts.min()),
             "class_counts_max": int(counts.max()),
+            "n_parents": None if self.categories is None else len(set(self.categories)),
             "sha256": hashes,
             "checksum": _split_checksum(hashes),
         }
@@ -351,6 +362,24 @@ class StoreSplit:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
+
+    @property
+    def parents(self) -> list[str] | None:
+        """Each class's parent: its category in classes.json; for Omniglot, the alphabet its name starts
+        with; None where the store names none."""
+        if self.categories:
+            return self.categories
+        if self.dataset in PARENT_IN_NAME and all("/" in n for n in self.class_names):
+            return [n.split("/", 1)[0] for n in self.class_names]
+        return None
+
+    def hierarchy(self) -> tuple[list[str], np.ndarray] | None:
+        """(sorted parent names, parent index of each class (C,)), or None without parents."""
+        parents = self.parents
+        if not parents:
+            return None
+        names, index = np.unique(np.asarray(parents, dtype=str), return_inverse=True)
+        return [str(n) for n in names], index.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -7,6 +7,14 @@ ways/shots/queries, seed, and the sha256 of the three arrays (the file's own che
 
 Images are named by (class name, rank), so a file made on one store is valid on any store of the same
 dataset whose classes and per-class counts agree, whichever source variant it was prepared from.
+
+Format version 2 is the ragged extension (meta `layout` "ragged"), for episodes of varying ways and
+per-class shots (Meta-Dataset): instead of the three arrays it holds the six of
+`fewshot.episodes.ragged.RaggedEpisodes` (`ways`, `classes`, `support_counts`, `query_counts`, `support`,
+`query`), still class indices into `class_names` and within-class ranks, checksummed the same way; meta
+`ways`/`shots`/`queries` are null and `setting` names the protocol. Version-1 files load as before.
+Fixed-shape files of other protocols (within-parent, Lake's runs) stay version 1 with `protocol` and
+`setting` in their meta.
 """
 from __future__ import annotations
 
@@ -22,16 +30,24 @@ import numpy as np
 
 from fewshot.atomic import write_bytes_atomic
 from fewshot.data.store import StoreSplit
+from fewshot.episodes.ragged import ARRAYS as RAGGED_ARRAYS
+from fewshot.episodes.ragged import RaggedEpisodes
 from fewshot.episodes.sampler import EpisodeBatch, EpisodeSampler
 from fewshot.errors import FewshotError
 
 EPISODE_FORMAT = "fewshot-episodes"
 EPISODE_VERSION = 1
+RAGGED_VERSION = 2  # the ragged extension
+_FIXED_ARRAYS = ("classes", "support", "query")
 
 
-def _arrays_checksum(batch: EpisodeBatch) -> str:
+def _arrays_checksum(batch: EpisodeBatch | RaggedEpisodes) -> str:
     digest = hashlib.sha256()
-    for array in (batch.classes, batch.support, batch.query):
+    ragged = isinstance(batch, RaggedEpisodes)
+    for name in RAGGED_ARRAYS if ragged else _FIXED_ARRAYS:
+        array = getattr(batch, name)
+        if ragged:
+            digest.update(name.encode())  # six arrays: a name each, so no two layouts hash alike
         digest.update(np.ascontiguousarray(array, dtype=np.int32).tobytes())
         digest.update(str(array.shape).encode())
     return digest.hexdigest()
@@ -41,11 +57,15 @@ META_TYPES = {"dataset": str, "split": str, "ways": int, "shots": int, "queries"
               "class_names": list, "class_counts": list, "checksum": str}
 
 
-def check_meta(meta, where: str) -> None:
-    """An episode file's meta holds every field it needs, of the right type, names and counts side by side."""
+def check_meta(meta, where: str, ragged: bool = False) -> None:
+    """An episode file's meta holds every field it needs, of the right type, names and counts side by side.
+
+    A ragged file (format version 2) has no one ways/shots/queries: those three are not checked."""
     if not isinstance(meta, dict):
         raise FewshotError(f"{where}: its meta is not a JSON object; regenerate the file")
     for key, kind in META_TYPES.items():
+        if ragged and key in ("ways", "shots", "queries"):
+            continue
         value = meta.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise FewshotError(f"{where}: its meta field {key!r} should be {kind.__name__}, found {value!r}; "
@@ -98,10 +118,14 @@ def check_episodes(batch: EpisodeBatch, class_counts, where: str, meta: dict | N
                            "must be disjoint); the file was edited: regenerate it")
 
 
+def _small_int(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.int16 if array.max(initial=0) < 32767 and array.min(initial=0) >= 0 else np.int32)
+
+
 @dataclass
 class EpisodeFile:
     meta: dict
-    batch: EpisodeBatch
+    batch: EpisodeBatch | RaggedEpisodes
     path: Path | None = None
 
     @property
@@ -109,25 +133,29 @@ class EpisodeFile:
         return self.meta["checksum"]
 
     @property
+    def ragged(self) -> bool:
+        return isinstance(self.batch, RaggedEpisodes)
+
+    @property
     def setting(self) -> str:
-        """Column name in tables, e.g. '5w1s'."""
-        return f"{self.meta['ways']}w{self.meta['shots']}s"
+        """Column name in tables, e.g. '5w1s', '20w1s-within-parent' or 'meta-dataset-bilevel'."""
+        return self.meta.get("setting") or f"{self.meta['ways']}w{self.meta['shots']}s"
 
     def __len__(self) -> int:
         return len(self.batch)
 
     def save(self, path: str | os.PathLike) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            classes=self.batch.classes.astype(np.int32),
-            support=self.batch.support.astype(np.int16 if self.batch.support.max(initial=0) < 32767 else np.int32),
-            query=self.batch.query.astype(np.int16 if self.batch.query.max(initial=0) < 32767 else np.int32),
-            meta=np.array(json.dumps(self.meta)),
-        )
+        if self.ragged:
+            arrays = {name: _small_int(getattr(self.batch, name)) for name in RAGGED_ARRAYS}
+            arrays["classes"] = self.batch.classes.astype(np.int32)
+        else:
+            arrays = {"classes": self.batch.classes.astype(np.int32), "support": _small_int(self.batch.support),
+                      "query": _small_int(self.batch.query)}
+        np.savez_compressed(buffer, **arrays, meta=np.array(json.dumps(self.meta)))
         write_bytes_atomic(path, buffer.getvalue())
 
-    def resolve(self, split: StoreSplit) -> EpisodeBatch:
+    def resolve(self, split: StoreSplit) -> EpisodeBatch | RaggedEpisodes:
         """Map this file's classes onto `split`; refuse when the store is not the one it was made for."""
         names = self.meta["class_names"]
         counts = self.meta["class_counts"]
@@ -139,7 +167,8 @@ class EpisodeFile:
                 "use episodes made for this dataset"
             )
         if self.meta.get("store_checksum") == split.checksum:
-            check_episodes(self.batch, split.class_counts, where, class_names=split.class_names)
+            if not self.ragged:  # ragged episodes are checked by RaggedEpisodes itself as they load
+                check_episodes(self.batch, split.class_counts, where, class_names=split.class_names)
             return self.batch
         index = {name: i for i, name in enumerate(split.class_names)}
         missing = [n for n in names if n not in index]
@@ -160,6 +189,8 @@ class EpisodeFile:
                 f"{where} expects {'at least ' if at_least else ''}{counts[names.index(n)]} images of class {n!r} "
                 f"but the store has {int(split.class_counts[index[n]])}; it was made for a different store"
             )
+        if self.ragged:
+            return self.batch.with_classes(mapping[self.batch.classes])
         resolved = EpisodeBatch(mapping[self.batch.classes], self.batch.support, self.batch.query)
         check_episodes(resolved, split.class_counts, where, class_names=split.class_names)
         return resolved
@@ -193,6 +224,35 @@ def build_episode_file(dataset: str, split: str, class_names: list[str], class_c
     return EpisodeFile(meta, batch)
 
 
+def episode_file(batch: EpisodeBatch | RaggedEpisodes, dataset: str, split: str, class_names: list[str],
+                 class_counts, seed: int | None, store_checksum: str | None, generated_by: str = "",
+                 **fields) -> EpisodeFile:
+    """An episode file of any protocol: `fields` (protocol, setting, sampler, ...) go into the meta.
+
+    Fixed-shape batches are version 1 with their ways/shots/queries; ragged ones the version-2 extension."""
+    ragged = isinstance(batch, RaggedEpisodes)
+    shape = ({"ways": None, "shots": None, "queries": None} if ragged else
+             {"ways": batch.ways, "shots": batch.shots, "queries": batch.queries})
+    meta = {
+        "format": EPISODE_FORMAT,
+        "format_version": RAGGED_VERSION if ragged else EPISODE_VERSION,
+        **({"layout": "ragged"} if ragged else {}),
+        "dataset": dataset,
+        "split": split,
+        "store_checksum": store_checksum,
+        "source_variant": fields.pop("source_variant", None),
+        **shape,
+        "count": len(batch),
+        "seed": seed,
+        "generated_by": generated_by,
+        **fields,
+        "class_names": [str(n) for n in class_names],
+        "class_counts": [int(c) for c in np.asarray(class_counts)],
+        "checksum": _arrays_checksum(batch),
+    }
+    return EpisodeFile(meta, batch)
+
+
 def make_episode_file(split: StoreSplit, ways: int, shots: int, queries: int, count: int, seed: int,
                       generated_by: str = "") -> EpisodeFile:
     return build_episode_file(split.dataset, split.name, split.class_names, split.class_counts, ways, shots, queries,
@@ -207,15 +267,27 @@ def load_episode_file(path: str | os.PathLike) -> EpisodeFile:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            batch = EpisodeBatch(data["classes"].astype(np.int64), data["support"].astype(np.int64),
-                                 data["query"].astype(np.int64))
+            if not isinstance(meta, dict) or meta.get("format") != EPISODE_FORMAT:
+                raise FewshotError(f"{path} is not a fewshot episode file")
+            version = meta.get("format_version")
+            if version not in (EPISODE_VERSION, RAGGED_VERSION):
+                raise FewshotError(f"episode file {path} is format version {version}; this fewshot reads versions "
+                                   f"{EPISODE_VERSION} and {RAGGED_VERSION}: update fewshot or regenerate the file")
+            if version == RAGGED_VERSION:
+                try:
+                    batch = RaggedEpisodes(*(data[name].astype(np.int64) for name in RAGGED_ARRAYS))
+                except FewshotError as exc:
+                    raise FewshotError(f"episode file {path} is damaged ({exc}); regenerate it") from None
+            else:
+                batch = EpisodeBatch(data["classes"].astype(np.int64), data["support"].astype(np.int64),
+                                     data["query"].astype(np.int64))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
         raise FewshotError(f"episode file {path} is not a readable fewshot episode file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != EPISODE_FORMAT:
-        raise FewshotError(f"{path} is not a fewshot episode file")
     if _arrays_checksum(batch) != meta.get("checksum"):
         raise FewshotError(f"episode file {path} fails its checksum; it was modified or damaged, regenerate it")
     where = f"episode file {path}"
-    check_meta(meta, where)
-    check_episodes(batch, meta["class_counts"], where, meta, meta["class_names"])
+    ragged = isinstance(batch, RaggedEpisodes)
+    check_meta(meta, where, ragged)
+    if not ragged:
+        check_episodes(batch, meta["class_counts"], where, meta, meta["class_names"])
     return EpisodeFile(meta, batch, path)

@@ -9,6 +9,7 @@ Class names are sorted first, as the store sorts them, so the same seed draws th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fewshot.episodes.files import EpisodeFile, build_episode_file
+from fewshot.episodes.sampler import EpisodeBatch
 from fewshot.errors import FewshotError
 
 
@@ -111,3 +113,67 @@ def class_counts_from_csv(path: str | os.PathLike) -> tuple[list[str], list[int]
         raise FewshotError(f"split CSV {path} lists no images")
     names = sorted(counts)
     return names, [counts[n] for n in names]
+
+
+# --- protocols drawn from a prepared split: `fewshot episodes --protocol ...` --------------------------------
+
+SAMPLING_PROTOCOLS = ("fixed", "within-parent", "meta-dataset", "lake-runs")
+
+
+def lake_runs_batch(class_names: list[str], class_counts) -> EpisodeBatch:
+    """Lake's runs as 20-way 1-shot 1-query episodes over a runs store (fewshot.data.lake_runs).
+
+    Episode r holds the classes `runRR/classMM` in name order; each class's support is its training
+    drawing (rank 0), its query the test item labelled with it (rank 1)."""
+    runs: dict[str, list[int]] = {}
+    for index, name in enumerate(class_names):
+        run, _, cls = str(name).partition("/")
+        if not run.startswith("run") or not cls.startswith("class"):
+            raise FewshotError(f"class {name!r} is not runNN/classMM; lake-runs episodes need a store made by "
+                               "`fewshot prepare omniglot-runs`")
+        runs.setdefault(run, []).append(index)
+    sizes = {len(v) for v in runs.values()}
+    if len(sizes) != 1:
+        raise FewshotError(f"the runs hold different numbers of classes ({sorted(sizes)}); prepare the store again")
+    if (np.asarray(class_counts) != 2).any():
+        raise FewshotError("every class of a runs store has 2 images (training drawing, test item); this one does not")
+    classes = np.array([runs[r] for r in sorted(runs)], dtype=np.int32)
+    return EpisodeBatch(classes, np.zeros((*classes.shape, 1), np.int32), np.ones((*classes.shape, 1), np.int32))
+
+
+def make_protocol_file(split, protocol: str, count: int = 1000, seed: int = 0, ways: int = 5, shots: int = 1,
+                       queries: int = 15, hierarchy: str = "auto", generated_by: str = "") -> EpisodeFile:
+    """An episode file of `protocol` drawn from a prepared split (a fewshot.data.store.StoreSplit).
+
+    fixed: uniform N-way K-shot Q-query (as before, same files); within-parent: the same with every class
+    of an episode under one parent; meta-dataset: Meta-Dataset's variable episodes (ragged file), with
+    `hierarchy` auto (Meta-Dataset's choice for the dataset), none, bilevel or dag; lake-runs: Lake's 20
+    runs from a runs store (count, seed, ways, shots and queries are fixed by the runs)."""
+    from fewshot.episodes.files import episode_file, make_episode_file
+    from fewshot.episodes.metadataset import MetaDatasetConfig, MetaDatasetSampler, default_hierarchy
+    from fewshot.episodes.within_parent import WithinParentSampler
+
+    common = dict(dataset=split.dataset, split=split.name, class_names=split.class_names,
+                  class_counts=split.class_counts, store_checksum=split.checksum, generated_by=generated_by,
+                  source_variant=split.manifest.get("source_variant"))
+    hierarchy_info = split.hierarchy()
+    parent_index = None if hierarchy_info is None else hierarchy_info[1]
+    if protocol == "fixed":
+        return make_episode_file(split, ways, shots, queries, count, seed, generated_by)
+    if protocol == "within-parent":
+        batch = WithinParentSampler(split.class_counts, parent_index, ways, shots, queries, seed).sample(count)
+        return episode_file(batch, seed=seed, protocol=protocol, setting=f"{ways}w{shots}s-within-parent",
+                            sampler="WithinParentSampler/PCG64", **common)
+    if protocol == "meta-dataset":
+        if hierarchy == "auto":
+            hierarchy = default_hierarchy(split.dataset, parent_index is not None)
+        config = MetaDatasetConfig()
+        batch = MetaDatasetSampler(split.class_counts, parent_index, hierarchy, seed, config).sample(count)
+        return episode_file(batch, seed=seed, protocol=protocol, hierarchy=hierarchy,
+                            setting=f"meta-dataset-{hierarchy}", sampler="MetaDatasetSampler/PCG64",
+                            sampler_config=dataclasses.asdict(config), **common)
+    if protocol == "lake-runs":
+        batch = lake_runs_batch(split.class_names, split.class_counts)
+        return episode_file(batch, seed=None, protocol=protocol, setting=f"{batch.ways}w1s-lake-runs",
+                            sampler="Lake et al. 2015 all_runs.zip (fixed)", **common)
+    raise FewshotError(f"unknown protocol {protocol!r}; choose one of {', '.join(SAMPLING_PROTOCOLS)}")

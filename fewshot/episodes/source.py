@@ -16,7 +16,7 @@ from fewshot.data.store import MappedReader, StoreSplit
 from fewshot.device import to_float_images
 from fewshot.distributed import per_rank_share, rank, world_size
 from fewshot.episodes.batches import PKSampler
-from fewshot.episodes.sampler import EpisodeSampler
+from fewshot.episodes.training import make_training_sampler
 from fewshot.errors import FewshotError
 from fewshot.memory import check_fits
 
@@ -49,9 +49,7 @@ class BatchSource:
         self.kind = kind
         if self.kind == "episode":
             e = config["episodes"]
-            self.sampler = EpisodeSampler(split.class_counts, e["ways"], e["shots"], e["queries"], seed,
-                                          split.class_names, f"{split.name} split",
-                                          ("episodes.ways", "episodes.shots", "episodes.queries"))
+            self.sampler = make_training_sampler(split, e, seed)  # episodes.protocol: fixed or within-parent
         else:
             b = config["batch"]
             self.sampler = PKSampler(split.class_counts, b["classes"], b["per_class"], seed)

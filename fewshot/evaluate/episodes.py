@@ -74,3 +74,113 @@ def _score_pieces(emb: torch.Tensor, support_rows: np.ndarray, query_rows: np.nd
             scores = 2 * torch.bmm(q, protos.transpose(1, 2)) - protos.pow(2).sum(-1).unsqueeze(1)
         correct = scores.argmax(dim=2) == targets
         out[start:start + count] = correct.double().mean(dim=1).cpu().numpy()
+
+
+# --- ragged episodes (Meta-Dataset): any ways, any shots a class ---------------------------------------------
+
+# Queries of one piece of ragged episodes (padded): about the fixed path's 8 x 75 queries of 5w15q episodes.
+_RAGGED_PIECE_QUERIES = 1024
+
+
+def _take_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [starts[i], starts[i] + lengths[i]) (vectorised)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    offsets = np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+def score_ragged_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_rows: np.ndarray,
+                          ways: np.ndarray, support_counts: np.ndarray, query_counts: np.ndarray,
+                          distance: str = "euclidean") -> np.ndarray:
+    """Per-episode accuracy (E,) of nearest-prototype classification of ragged episodes.
+
+    Layout as fewshot.episodes.ragged.RaggedEpisodes: `ways` (E,), `support_counts`/`query_counts` (T,) per
+    (episode, class), `support_rows` (S,) and `query_rows` (Q,) rows of `embeddings` in that order. Episodes
+    are ordered by shape (ways, then queries) and scored a piece at a time, padded to the piece's largest
+    episode and masked: prototypes of a piece in one embedding_bag, its queries in one gather, one batched
+    product; no Python loop over episodes. Equal to scoring each episode alone (tests/evaluate).
+    """
+    if distance not in ("euclidean", "cosine"):
+        raise ValueError(f"unknown distance {distance!r}")
+    ways = np.asarray(ways, dtype=np.int64)
+    support_counts = np.asarray(support_counts, dtype=np.int64)
+    query_counts = np.asarray(query_counts, dtype=np.int64)
+    n_episodes = len(ways)
+    emb = embeddings.float()
+    if distance == "cosine":
+        emb = F.normalize(emb, dim=-1)
+    emb = emb.contiguous()
+    class_start = np.concatenate([[0], np.cumsum(ways)])
+    episode_queries = np.add.reduceat(query_counts, class_start[:-1]) if n_episodes else np.zeros(0, np.int64)
+    # Reorder everything by shape once (queries, then ways), so each piece is contiguous and nearly unpadded.
+    order = np.lexsort((ways, episode_queries))
+    class_order = _take_ranges(class_start[:-1][order], ways[order])
+    s_start = np.concatenate([[0], np.cumsum(support_counts)])
+    q_start = np.concatenate([[0], np.cumsum(query_counts)])
+    support = np.asarray(support_rows, dtype=np.int64)[_take_ranges(s_start[:-1][class_order],
+                                                                    support_counts[class_order])]
+    query = np.asarray(query_rows, dtype=np.int64)[_take_ranges(q_start[:-1][class_order], query_counts[class_order])]
+    ways, support_counts, query_counts = ways[order], support_counts[class_order], query_counts[class_order]
+    episode_queries = episode_queries[order]
+    class_start = np.concatenate([[0], np.cumsum(ways)])
+    # Each query's class within its episode (its target), in the reordered layout.
+    class_of_query = np.repeat(np.arange(len(query_counts)), query_counts)
+    target = class_of_query - np.repeat(class_start[:-1], ways)[class_of_query]
+    # Pieces: consecutive episodes whose padded queries (count x the last, largest) stay within the budget.
+    pieces, start = [], 0
+    while start < n_episodes:
+        size = max(1, _RAGGED_PIECE_QUERIES // max(1, int(episode_queries[start])))
+        while size > 1 and size * int(episode_queries[min(start + size, n_episodes) - 1]) > _RAGGED_PIECE_QUERIES:
+            size = max(1, _RAGGED_PIECE_QUERIES // int(episode_queries[min(start + size, n_episodes) - 1]))
+        pieces.append((start, min(start + size, n_episodes)))
+        start += size
+    layout = (support, query, ways, episode_queries, class_start, np.concatenate([[0], np.cumsum(support_counts)]),
+              np.concatenate([[0], np.cumsum(episode_queries)]), target)
+    out = np.empty(n_episodes, dtype=np.float64)
+    workers = min(torch.get_num_threads(), len(pieces)) if emb.device.type == "cpu" else 1
+    if workers <= 1:
+        _score_ragged_pieces(emb, layout, distance, pieces, out)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(lambda w: _score_ragged_pieces(emb, layout, distance, pieces[w::workers], out),
+                              range(workers)))
+        finally:
+            torch.set_num_threads(threads)
+    result = np.empty(n_episodes, dtype=np.float64)
+    result[order] = out
+    return result
+
+
+@torch.no_grad()
+def _score_ragged_pieces(emb: torch.Tensor, layout: tuple, distance: str, pieces: list[tuple[int, int]],
+                         out: np.ndarray) -> None:
+    support, query, ways, episode_queries, class_start, s_start, eq_start, target = layout
+    device = emb.device
+    for start, stop in pieces:
+        c0, c1 = class_start[start], class_start[stop]
+        count = stop - start
+        bags = torch.from_numpy(support[s_start[c0]:s_start[c1]]).to(device)
+        offsets = torch.from_numpy(s_start[c0:c1] - s_start[c0]).to(device)
+        protos = F.embedding_bag(bags, emb, offsets, mode="mean")  # (classes of the piece, D)
+        width = int(ways[start:stop].max())
+        # (count, width) index into protos, padding pointing at an appended zero row.
+        column = np.arange(width)
+        valid_class = column < ways[start:stop, None]
+        index = np.where(valid_class, class_start[start:stop, None] - c0 + column, c1 - c0)
+        protos = torch.cat([protos, protos.new_zeros(1, protos.shape[1])])[torch.from_numpy(index).to(device)]
+        height = int(episode_queries[start:stop].max())
+        row = np.arange(height)
+        valid_query = row < episode_queries[start:stop, None]
+        flat = np.where(valid_query, eq_start[start:stop, None] + row, eq_start[start])
+        q = torch.index_select(emb, 0, torch.from_numpy(query[flat].reshape(-1)).to(device)).reshape(count, height, -1)
+        if distance == "cosine":
+            scores = torch.bmm(q, F.normalize(protos, dim=-1).transpose(1, 2))
+        else:
+            scores = 2 * torch.bmm(q, protos.transpose(1, 2)) - protos.pow(2).sum(-1).unsqueeze(1)
+        scores.masked_fill_(torch.from_numpy(~valid_class).to(device).unsqueeze(1), float("-inf"))
+        correct = (scores.argmax(dim=2).cpu().numpy() == target[flat]) & valid_query
+        out[start:stop] = correct.sum(axis=1) / episode_queries[start:stop]

@@ -18,6 +18,8 @@ from fewshot.evaluate.embed import pixel_embed
 from fewshot.evaluate.exact import score_episodes_exact
 from fewshot.evaluate.pretrained import build_pretrained, store_channels
 from fewshot.models.initial_weights import restoring_checkpoint
+from fewshot.evaluate.episodes import score_ragged_episodes
+from fewshot.evaluate.lake import lake_error_fields
 from fewshot.results.records import make_record
 from fewshot.runs import load_run
 
@@ -47,13 +49,18 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
                  sharded.embed_rows(embed, split.images, needed, device, precision=precision,
                                     channels_last=channels_last))
         embed_seconds = time.perf_counter() - started
-        for f, (support, query) in zip(files, rows):
+        for f, (support, query), batch in zip(files, rows, resolved):
             t0 = time.perf_counter()
-            acc = sharded.score_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
-                                         distance, batch_episodes)
+            if f.ragged:
+                # Every rank scores all ragged episodes (cheap next to embedding), so each has the whole result.
+                acc = score_ragged_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
+                                            batch.ways, batch.support_counts, batch.query_counts, distance)
+            else:
+                acc = sharded.score_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
+                                             distance, batch_episodes)
             seconds = embed_seconds / len(files) + time.perf_counter() - t0
             records.append(make_record(method, acc, f.meta, split.checksum, config, run, seconds,
-                                       extra={"distance": distance, **(extra or {})}))
+                                       extra={"distance": distance, **protocol_fields(f, acc), **(extra or {})}))
     return records
 
 
@@ -64,6 +71,23 @@ def _files_by_split(store: Store, episode_files: list[EpisodeFile]) -> dict[str,
             raise FewshotError(f"episode file {f.path} is for split {f.meta['split']!r}, which store {store.root} lacks")
         by_split.setdefault(f.meta["split"], []).append(f)
     return by_split
+
+
+def protocol_fields(episode_file: EpisodeFile, accuracies: np.ndarray) -> dict:
+    """Record fields of a non-default protocol: its name, each ragged episode's ways and shots, Lake's error."""
+    protocol = episode_file.meta.get("protocol")
+    if protocol is None:
+        return {}  # uniform fixed episodes: records as they always were
+    fields: dict = {"protocol": protocol}
+    if episode_file.ragged:
+        batch = episode_file.batch
+        fields["hierarchy"] = episode_file.meta.get("hierarchy")
+        fields["per_episode_ways"] = batch.ways.astype(int).tolist()
+        fields["per_episode_shots"] = [round(float(x), 3) for x in batch.mean_shots()]
+        fields["per_episode_queries"] = (batch.query_sizes() // batch.ways).astype(int).tolist()
+    if protocol == "lake-runs":
+        fields.update(lake_error_fields(accuracies))
+    return fields
 
 
 def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | Path | None = None,

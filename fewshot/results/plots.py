@@ -193,3 +193,27 @@ def plot_by_factor(points: pd.DataFrame, factor: str, out: str | Path, title: st
     if title:
         figure.suptitle(title)
     return _save(figure, out)
+
+
+def plot_by_ways(frame: pd.DataFrame, out: str | Path, title: str = "") -> Path:
+    """Accuracy (95% CI bars) against the episode's ways, one line a (method, episode set).
+
+    `frame`: fewshot.results.breakdown.breakdown_frame(records, "ways")."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    figure = Figure(figsize=(6.0, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for (method, column), group in frame.groupby(["method", "column"], sort=False):
+        group = group.sort_values("centre")
+        ax.errorbar(group["centre"], group["mean"], yerr=group["half"], marker="o", capsize=3,
+                    label=f"{method} ({column})")
+    ax.set_xlabel("ways (bin centre)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(figure, out)

@@ -39,7 +39,7 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
         "format": RECORD_FORMAT,
         "format_version": RECORD_VERSION,
         "method": method,
-        "setting": f"{episode_meta['ways']}w{episode_meta['shots']}s",
+        "setting": episode_meta.get("setting") or f"{episode_meta['ways']}w{episode_meta['shots']}s",
         "ways": episode_meta["ways"],
         "shots": episode_meta["shots"],
         "queries": episode_meta["queries"],
@@ -94,7 +94,8 @@ def safe_name(name: str, limit: int = NAME_PART) -> str:
 
 def record_filename(record: dict) -> str:
     safe = safe_name(record["method"])
-    return f"{safe}__{safe_name(record['dataset'], 40)}-{record['setting']}__{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json"
+    return (f"{safe}__{safe_name(record['dataset'], 40)}-{safe_name(record['setting'], 60)}__"
+            f"{record['provenance']['episodes_checksum'][:8]}__{uuid.uuid4().hex[:8]}.json")
 
 
 def check_results_folder(folder: str | os.PathLike) -> Path:

@@ -17,6 +17,7 @@ Rules, stated again in every table's caption:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,9 +31,12 @@ SIGNIFICANCE = 0.05
 FORMATS = ("md", "csv", "latex")
 
 
-def _setting_key(setting: str) -> tuple[int, int]:
-    ways, shots = setting.rstrip("s").split("w")
-    return int(ways), int(shots)
+def _setting_key(setting: str) -> tuple[int, int, str]:
+    """Order of columns: N-way K-shot settings by (N, K), then any protocol suffix; other names last."""
+    match = re.fullmatch(r"(\d+)w(\d+)s(.*)", setting)
+    if match is None:
+        return 10**9, 0, setting
+    return int(match[1]), int(match[2]), match[3]
 
 
 def _column_key(column: str) -> tuple:

@@ -101,6 +101,8 @@ def test_prepare_from_zips(tmp_path, small_split):
     assert store.dataset == "omniglot"
     train = store.split("train")
     assert train.class_names == [f"{c}/{r}" for c in TRAIN_CHARS for r in ROTATIONS]
+    assert train.parents == ["Angelic"] * 8 and train.categories is None  # the alphabet, read from the name
+    assert store.split("trainval").hierarchy()[0] == ["Angelic", "Hebrew"]
     assert train.class_counts.tolist() == [DRAWINGS] * 8
     assert train.image_shape == (28, 28, 1) and train.images.dtype == np.uint8
     assert store.split("val").n_classes == 4 and store.split("test").n_classes == 4
@@ -196,3 +198,19 @@ def test_real_omniglot_counts_and_pixel_floor(real_omniglot):
     record = evaluate_pixels(real_omniglot, [episodes], "cpu")[0]
     # The published floor measured on this data is 37.7 (1000 episodes); 200 episodes: +- about 2.5.
     assert 30.0 < record["mean"] < 45.0, record["mean"]
+
+
+def test_lake_split_background_with_rotations_evaluation_upright(tmp_path, small_split):
+    src = _write_zips(tmp_path / "src")
+    manifests = prepare_omniglot(src, tmp_path / "store", workers=1, progress=False, lake=True)
+    assert list(manifests) == ["background", "evaluation"]
+    store = Store(tmp_path / "store")
+    background, evaluation = store.split("background"), store.split("evaluation")
+    assert background.class_names == [f"{c}/{r}" for c in sorted(TRAIN_CHARS + VAL_CHARS) for r in ROTATIONS]
+    assert evaluation.class_names == [f"{TEST_CHARS[0]}/rot000"]
+    assert evaluation.hierarchy()[0] == ["Gurmukhi"] and background.hierarchy()[0] == ["Angelic", "Hebrew"]
+    prepare_omniglot(src, tmp_path / "v", splits=("test",), workers=1, progress=False)
+    # The upright evaluation class is the Vinyals test rot000 class, image for image.
+    upright = Store(tmp_path / "v").split("test")
+    first = upright.class_offsets[upright.class_names.index(f"{TEST_CHARS[0]}/rot000")]
+    assert np.array_equal(evaluation.images, upright.images[first:first + DRAWINGS])

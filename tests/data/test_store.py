@@ -238,3 +238,31 @@ def test_mapped_reader_reads_plain_arrays_and_refuses_rows_out_of_range():
         reader.take(np.array([1, 10]))
     with pytest.raises(IndexError, match="row -1"):
         reader.take(np.array([-1]))
+
+
+def test_hierarchy_and_info_line(tmp_path, capsys):
+    _write_unsorted(tmp_path / "store")
+    store = Store(tmp_path / "store")
+    train, test = store.split("train"), store.split("test")
+    assert train.parents == ["fruit", "fruit", "animal"]  # apple, mango, zebra
+    names, index = train.hierarchy()
+    assert names == ["animal", "fruit"] and index.tolist() == [1, 1, 0]
+    assert train.manifest["n_parents"] == 2
+    assert test.hierarchy() is None and test.manifest["n_parents"] is None
+    assert main(["info", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "hierarchy: 2 parents, 1-2 classes each: animal (1), fruit (2)" in out
+    assert "hierarchy: none (no class names a parent)" in out
+
+
+def test_a_store_written_before_parents_still_opens(tmp_path):
+    """Older stores: classes.json without `categories`, manifest without `n_parents`."""
+    _write_unsorted(tmp_path / "store")
+    folder = tmp_path / "store" / "train"
+    (folder / "classes.json").write_text(json.dumps({"names": ["apple", "mango", "zebra"]}))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["n_parents"]
+    manifest["sha256"]["classes.json"] = sha256_file(folder / "classes.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    train = Store(tmp_path / "store").split("train")
+    assert train.class_names == ["apple", "mango", "zebra"] and train.hierarchy() is None

@@ -153,3 +153,17 @@ def test_at_least_counts_resolve_on_larger_classes_and_refuse_smaller_ones(tmp_p
     exact = make_episode_file_from_counts("tieredimagenet", "test", ["a", "b", "c"], [4, 4, 4], 2, 1, 2, 30, 0)
     with pytest.raises(FewshotError, match="expects 4 images of class 'a' but the store has 9"):
         exact.resolve(larger)  # without the rule, counts must be exact as before
+
+
+def test_committed_lake_runs_file_is_the_runs_of_its_class_list():
+    """episodes/omniglot-lake-runs-20w1s-20.npz: run r is episode r, class m of it, training then test drawing."""
+    from fewshot.episodes.protocols import lake_runs_batch
+
+    f = load_episode_file(EPISODES / "omniglot-lake-runs-20w1s-20.npz")
+    assert f.meta["protocol"] == "lake-runs" and f.setting == "20w1s-lake-runs" and len(f) == 20
+    names = f.meta["class_names"]
+    assert names[0] == "run01/class01" and names[-1] == "run20/class20" and set(f.meta["class_counts"]) == {2}
+    again = lake_runs_batch(names, f.meta["class_counts"])
+    assert np.array_equal(again.classes, f.batch.classes)
+    assert [names[c] for c in f.batch.classes[6]] == [f"run07/class{m:02d}" for m in range(1, 21)]
+    assert (f.batch.support == 0).all() and (f.batch.query == 1).all()

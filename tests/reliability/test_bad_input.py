@@ -91,7 +91,7 @@ def store_copy(tiny_store, tmp_path) -> Path:
 def test_unknown_dataset_lists_the_valid_ones(tmp_path, capsys):
     message = error_of(["prepare", "omniglott", "--out", tmp_path / "out"], capsys)
     assert message == ("fewshot: error: unknown dataset 'omniglott' (did you mean 'omniglot'?); choose one of: "
-                       "imagefolder, miniimagenet, omniglot, synthetic, tieredimagenet")
+                       "imagefolder, miniimagenet, omniglot, omniglot-runs, synthetic, tieredimagenet")
     assert not (tmp_path / "out").exists()
 
 

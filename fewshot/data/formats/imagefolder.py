@@ -7,6 +7,10 @@ read from the file headers before any decoding (ties go to the larger image); im
 resized straight to it (no crop) with the --resize filter. Images are stored as grey (1 channel) when every
 file is greyscale, as RGB otherwise. The store's dataset name is the --src folder's name (e.g. `cub`), so
 results keep saying which data they came from.
+
+With `--parent-level` the tree has one more level, `<src>/<split>/<parent>/<class>/<image>`: each class
+is named `parent/class` and names its parent in the store's class hierarchy (e.g. CUB orders, or
+alphabets of a character set).
 """
 from __future__ import annotations
 
@@ -35,20 +39,29 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in EXTENSIONS)
 
 
-def find_splits(src: Path) -> dict[str, dict[str, list[Path]]]:
-    """split -> class -> image paths (sorted by name), from `<src>/<split>/<class>/<image>`."""
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+
+
+def find_splits(src: Path, parent_level: bool = False) -> dict[str, dict[str, list[Path]]]:
+    """split -> class -> image paths (sorted by name), from `<src>/<split>/<class>/<image>`.
+
+    With `parent_level`, from `<src>/<split>/<parent>/<class>/<image>`, classes named `parent/class`."""
     splits: dict[str, dict[str, list[Path]]] = {}
-    for split_dir in sorted(p for p in src.iterdir() if p.is_dir() and _visible(p)):
-        class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and _visible(p))
+    for split_dir in _subfolders(src):
+        if parent_level:
+            class_dirs = [(f"{parent.name}/{c.name}", c) for parent in _subfolders(split_dir) for c in _subfolders(parent)]
+        else:
+            class_dirs = [(c.name, c) for c in _subfolders(split_dir)]
         if not class_dirs:
             continue
         classes = {}
-        for class_dir in class_dirs:
+        for class_name, class_dir in class_dirs:
             images = _images_in(class_dir)
             if not images:
                 raise FewshotError(f"{class_dir} holds no image files ({' '.join(sorted(EXTENSIONS))}); "
                                    "add its images or remove the folder")
-            classes[class_dir.name] = images
+            classes[class_name] = images
         name = SPLIT_ALIASES.get(split_dir.name.lower(), split_dir.name)
         if name in splits:
             raise FewshotError(f"{split_dir}: two folders of {src} both name the split {name!r}; keep one")
@@ -59,8 +72,10 @@ def find_splits(src: Path) -> dict[str, dict[str, list[Path]]]:
     else:
         loose = _images_in(src)
         hint = (f"; it holds {len(loose)} images directly" if loose else "")
-        raise FewshotError(f"{src} holds no <split>/<class>/<image> folders (looked for image files two folders "
-                           f"down, e.g. {src}/train/<class>/0001.jpg){hint}")
+        layout = "<split>/<parent>/<class>/<image>" if parent_level else "<split>/<class>/<image>"
+        example = "train/<parent>/<class>" if parent_level else "train/<class>"
+        raise FewshotError(f"{src} holds no {layout} folders (looked for image files {3 if parent_level else 2} "
+                           f"folders down, e.g. {src}/{example}/0001.jpg){hint}")
     return splits
 
 
@@ -81,9 +96,9 @@ def _dataset_name(src: Path) -> str:
 
 
 def prepare_imagefolder(src, out, force: bool = False, resize: str = "bilinear", workers: int = 2,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, parent_level: bool = False) -> dict:
     src = require_folder(src, "imagefolder")
-    splits = find_splits(src)
+    splits = find_splits(src, parent_level)
     all_paths = [p for classes in splits.values() for images in classes.values() for p in images]
     size, channels = choose_size(all_paths)
     source = f"imagefolder({size[0]}x{size[1]}x{channels},resize={resize})"
@@ -92,14 +107,16 @@ def prepare_imagefolder(src, out, force: bool = False, resize: str = "bilinear",
             names = sorted(classes)
             paths = [p for name in names for p in classes[name]]
             labels = np.repeat(np.arange(len(names)), [len(classes[n]) for n in names])
-            write_decoded_split(writer, split, paths, labels, names, size=size, channels=channels, resize=resize,
-                                workers=workers, progress=progress, desc=f"{src.name} {split}")
+            parents = [n.split("/", 1)[0] for n in names] if parent_level else None
+            write_decoded_split(writer, split, paths, labels, names, categories=parents, size=size, channels=channels,
+                                resize=resize, workers=workers, progress=progress, desc=f"{src.name} {split}")
     return writer.splits
 
 
 def _prepare(src, out, force: bool = False, resize: str = "bilinear", workers: int = 2, progress: bool = True,
-             **_ignored) -> dict:
-    return prepare_imagefolder(src, out, force=force, resize=resize, workers=workers, progress=progress)
+             parent_level: bool = False, **_ignored) -> dict:
+    return prepare_imagefolder(src, out, force=force, resize=resize, workers=workers, progress=progress,
+                               parent_level=parent_level)
 
 
 register_format(DatasetFormat(
@@ -109,5 +126,7 @@ register_format(DatasetFormat(
     prepare=_prepare,
     variants={"split-class-folders": "<src>/<split>/<class>/<image>.{png,jpg,jpeg,bmp,gif,webp,tif,tiff}; one "
                                      "split per folder (validation -> val); grey kept as 1 channel when every "
-                                     "image is grey"},
+                                     "image is grey",
+              "split-parent-class-folders": "with --parent-level: <src>/<split>/<parent>/<class>/<image>; classes "
+                                            "named parent/class, the parent kept as the class hierarchy"},
 ))

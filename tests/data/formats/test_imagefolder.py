@@ -88,3 +88,28 @@ def test_corrupt_image_is_named(tmp_path, capsys):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n")
     assert_one_line_error(capsys, ["imagefolder", "--src", src, "--out", tmp_path / "out"],
                           f"{bad}: not a readable image")
+
+
+def test_parent_level_names_each_class_parent(tmp_path, capsys):
+    # <split>/<parent>/<class>/<image>: classes named parent/class, the parent kept as the hierarchy.
+    src = tmp_path / "glyphs"
+    for split in ("train", "test"):
+        for parent, classes in (("latin", ("a", "b")), ("greek", ("alpha",))):
+            for name in classes:
+                for i in range(2):
+                    path = src / split / parent / name / f"{i}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
+    assert prepare_cli("imagefolder", "--src", src, "--out", tmp_path / "out", "--workers", "1",
+                       "--parent-level") == 0
+    capsys.readouterr()
+    split = Store(tmp_path / "out").split("train")
+    assert split.class_names == ["greek/alpha", "latin/a", "latin/b"]
+    assert split.parents == ["greek", "latin", "latin"]
+    names, index = split.hierarchy()
+    assert names == ["greek", "latin"] and index.tolist() == [0, 1, 1]
+    assert split.manifest["n_parents"] == 2
+    # Without the flag the parent folders would be classes (holding no images): refused, one line.
+    assert_one_line_error(capsys, ["imagefolder", "--src", src, "--out", tmp_path / "o2"], "holds no image files")
+    assert_one_line_error(capsys, ["synthetic", "--out", tmp_path / "o3", "--parent-level"],
+                          "--parent-level is for imagefolder")
