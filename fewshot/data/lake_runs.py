@@ -107,7 +107,8 @@ def prepare_lake_runs(src, out, force: bool = False, progress: bool = True) -> d
             labels += [len(names)] * 2
             names.append(f"{run.name}/{cls}")
             parents.append(run.name)
-            images += [_preprocess((run.training[cls], (0,)))[0], _preprocess((run.test[item_of[cls]], (0,)))[0]]
+            images += [_preprocess((run.training[cls], (0,), f"{src}:{run.name}/training/{cls}"))[0],
+                       _preprocess((run.test[item_of[cls]], (0,), f"{src}:{run.name}/test/{item_of[cls]}"))[0]]
     with StoreWriter(out, DATASET, "lake-all-runs-zip(28x28,nearest)", force) as writer:
         writer.add_split(SPLIT, np.stack(images)[..., None], labels, names, categories=parents)
     return writer.splits

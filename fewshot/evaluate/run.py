@@ -115,11 +115,15 @@ def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_n
     Euclidean floors are scored exactly on the integer pixels (fewshot/evaluate/exact.py), on the CPU, so they
     are the same on every machine; `device_name` is only checked. Cosine goes through the float path."""
     config = {"backbone": "pixels", "distance": distance}
-    if distance == "euclidean":
-        resolve_device(device_name)
-        return _evaluate_pixels_exactly(Store(data), episode_files, config)
-    return evaluate_files(pixel_embed, Store(data), episode_files, "pixels", resolve_device(device_name), distance,
-                          config)
+    device = resolve_device(device_name)
+    store = Store(data)
+    # Ragged (Meta-Dataset) files go through the float path, which scores any shape; fixed-shape ones exactly.
+    exact = [f for f in episode_files if distance == "euclidean" and not f.ragged]
+    floats = [f for f in episode_files if f not in exact]
+    records = _evaluate_pixels_exactly(store, exact, config) if exact else []
+    if floats:
+        records += evaluate_files(pixel_embed, store, floats, "pixels", device, distance, config)
+    return records
 
 
 def evaluate_pretrained(model: str, data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
@@ -173,5 +177,6 @@ def _evaluate_pixels_exactly(store: Store, episode_files: list[EpisodeFile], con
             acc = score_episodes_exact(pixels, np.searchsorted(needed, support), np.searchsorted(needed, query))
             seconds = read_seconds / len(files) + time.perf_counter() - t0
             records.append(make_record("pixels", acc, f.meta, split.checksum, config, None, seconds,
-                                       extra={"distance": config["distance"], "scoring": EXACT_SCORING}))
+                                       extra={"distance": config["distance"], "scoring": EXACT_SCORING,
+                                              **protocol_fields(f, acc)}))
     return records

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.errors import FewshotError
-from fewshot.evaluate.stats import mean_ci95
+from fewshot.stats import mean_ci95
 
 BY = ("ways", "shots")
 _SHOT_EDGES = (1, 2, 3, 5, 10, 20, 50, 100)

@@ -65,8 +65,8 @@ def test_small_zip_gives_the_runs_store_and_episodes(tmp_path, capsys):
         for m in range(WAYS):
             # Support: the run's training drawing of class m; query: the test item labelled with it.
             assert split.class_names[batch.classes[r, m]] == f"run{r + 1:02d}/class{m + 1:02d}"
-            train = _preprocess((_png(10 * (r + 1) + m + 1), (0,)))[0]
-            test = _preprocess((_png(10 * (r + 1) + m + 1 + 100), (0,)))[0]
+            train = _preprocess((_png(10 * (r + 1) + m + 1), (0,), "train"))[0]
+            test = _preprocess((_png(10 * (r + 1) + m + 1 + 100), (0,), "test"))[0]
             assert np.array_equal(split.images[support[r, m, 0], ..., 0], train)
             assert np.array_equal(split.images[query[r, m, 0], ..., 0], test)
     # The extracted folder reads the same.
@@ -127,5 +127,5 @@ def test_real_zip_gives_20_runs_of_20_pairs_and_lakes_baseline(shared_data, tmp_
     # The query of class m of run r is the test item whose label is that class.
     run = runs[6]
     item_of = {c: i for i, c in run.labels.items()}
-    expected = _preprocess((run.test[item_of["class05"]], (0,)))[0]
+    expected = _preprocess((run.test[item_of["class05"]], (0,), "class05"))[0]
     assert np.array_equal(split.images[query[6, 4, 0], ..., 0], expected)

@@ -223,14 +223,14 @@ def test_running_out_of_memory_during_a_step_is_one_line_and_leaves_a_clean_fold
 
     monkeypatch.setattr(loop._TrainingRun, "train_step", step_that_does_not_fit)
     run = tmp_path / "run"
-    args = ["train", "--data", tiny_store, "--out", run, "--no-progress", *TINY_ARGS, "train.steps=4"]
+    args = ["train", "--data", tiny_store, "--out", run, "--quiet", *TINY_ARGS, "train.steps=4"]
     line = error_of(args, capsys)
     assert line.startswith("fewshot: error: at step 3: out of memory (CUDA out of memory") and "--resume" in line
     calls["n"] = -100
     assert main([str(a) for a in args + ["--resume"]]) == 0  # memory free again: it continues
 
     calls["n"] = 2  # the next call is the first step of a new run: nothing to resume, its files are removed
-    line = error_of(["train", "--data", tiny_store, "--out", tmp_path / "other", "--no-progress", *TINY_ARGS], capsys)
+    line = error_of(["train", "--data", tiny_store, "--out", tmp_path / "other", "--quiet", *TINY_ARGS], capsys)
     assert "at step 1: out of memory" in line and "files were removed" in line
     assert not (tmp_path / "other").exists()
 
@@ -243,6 +243,7 @@ def test_the_cpu_allocator_failing_is_one_line_in_any_verb(tiny_store, tmp_path,
                            "you tried to allocate 900000000000 bytes. Error code 12 (Cannot allocate memory)")
 
     monkeypatch.setattr(evaluate_run, "evaluate_files", refuse)
+    monkeypatch.setattr(evaluate_run, "score_episodes_exact", refuse)  # the pixel floor's exact scoring
     episodes = tmp_path / "e.npz"
     make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 5, seed=0).save(episodes)
     line = error_of(["eval", "--backbone", "pixels", "--data", tiny_store, "--episodes", episodes], capsys)

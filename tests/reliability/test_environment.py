@@ -110,7 +110,7 @@ def files_under(folder: Path, ignore: tuple[str, ...] = ("filler",)) -> list[str
 @pytest.fixture(scope="module")
 def trained_run(tiny_store, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("env") / "run"
-    assert main(["train", "--data", str(tiny_store), "--out", str(run), "--no-progress", *TINY_ARGS]) == 0
+    assert main(["train", "--data", str(tiny_store), "--out", str(run), "--quiet", *TINY_ARGS]) == 0
     return run
 
 
@@ -154,7 +154,7 @@ def test_train_on_a_full_disk_before_its_first_checkpoint_removes_its_run_and_re
         small_disk, tiny_store, capsys):
     small_disk.fill(0)
     run = small_disk / "run"
-    args = ["train", "--data", tiny_store, "--out", run, "--no-progress", *TINY_ARGS]
+    args = ["train", "--data", tiny_store, "--out", run, "--quiet", *TINY_ARGS]
     line = error_of(args, capsys)
     assert "no space left" in line and "run the same command again" in line, line
     assert files_under(small_disk) == []  # no run folder that neither a rerun nor --resume would take
@@ -168,7 +168,7 @@ def test_train_on_a_disk_that_fills_after_a_checkpoint_resumes(small_disk, tiny_
     run = small_disk / "run"
     # Room for the run's small files and one last.pt, not for the next one beside it (written, then renamed).
     small_disk.fill(int(1.5 * checkpoint) + 16384)
-    args = ["train", "--data", tiny_store, "--out", run, "--no-progress", *TINY_ARGS]
+    args = ["train", "--data", tiny_store, "--out", run, "--quiet", *TINY_ARGS]
     line = error_of(args, capsys)
     assert "no space left" in line and "--resume" in line, line
     assert (run / "checkpoints" / "last.pt").exists()
@@ -216,7 +216,7 @@ def test_every_verb_refuses_a_read_only_output_folder_in_one_line(read_only, tin
         "prepare": ["prepare", "synthetic", "--out", read_only / "store"],
         "episodes": ["episodes", "--data", tiny_store, "--ways", 3, "--shots", 1, "--queries", 2, "--count", 5,
                      "--out", read_only / "e.npz"],
-        "train": ["train", "--data", tiny_store, "--out", read_only / "run", "--no-progress", *TINY_ARGS],
+        "train": ["train", "--data", tiny_store, "--out", read_only / "run", "--quiet", *TINY_ARGS],
         "train into an existing folder": ["train", "--data", tiny_store, "--out", read_only / "existing",
                                           "--no-progress", *TINY_ARGS],
         "eval folder": ["eval", "--run", trained_run, "--episodes", episodes_file, "--out", read_only / "r"],
@@ -239,8 +239,8 @@ def test_every_verb_refuses_an_output_path_that_is_a_file(tiny_store, trained_ru
     cases = {
         "prepare": ["prepare", "synthetic", "--out", afile],
         "episodes into a folder": ["episodes", "--data", tiny_store, "--out", tmp_path],
-        "train": ["train", "--data", tiny_store, "--out", afile, "--no-progress", *TINY_ARGS],
-        "train under a file": ["train", "--data", tiny_store, "--out", afile / "run", "--no-progress", *TINY_ARGS],
+        "train": ["train", "--data", tiny_store, "--out", afile, "--quiet", *TINY_ARGS],
+        "train under a file": ["train", "--data", tiny_store, "--out", afile / "run", "--quiet", *TINY_ARGS],
         "eval": ["eval", "--run", trained_run, "--episodes", episodes_file, "--out", afile],
         "bench": ["bench", "protonet", "--data", tiny_store, "--episodes", episodes_file, "--seeds", "0",
                   "--runs", afile, "--results", tmp_path / "results", "--device", "cpu", *TINY_ARGS],

@@ -61,7 +61,9 @@ class TimmBackbone(nn.Module):
         # A run rebuilt from its checkpoint gets every weight from there (fewshot.models.initial_weights).
         fetch = pretrained and not restoring()
         self.net = _create(timm, model, fetch, kwargs)
-        if weights and not restoring():
+        # On torch's meta device (fewshot.learners.registry measures a model there first) there is nothing to load.
+        on_meta = any(p.is_meta for p in self.net.parameters())
+        if weights and not restoring() and not on_meta:
             load_weights(self.net, weights, model)
         data_config = timm.data.resolve_model_data_config(self.net)
         channels, height, width = data_config["input_size"]
