@@ -15,6 +15,7 @@ A SPEC is a TOML file (examples in ablations/):
     "cir.p" = [0.25, 0.5, 0.75]              # (quoted dotted keys; a nested table works too)
     "cir.alpha" = [0.25, 0.5, 1.0]
     # config = ["protonet", "siamese-triplet"]  # the special key `config` sweeps the base config
+    # "eval.head" = ["nearest_prototype", "logistic"]  # heads: points differing only in head share a run
 
     [episodes]                               # fixed episode files ...
     files = ["episodes/omniglot-vinyals-test-5w1s-15q-1000.npz"]
@@ -227,7 +228,8 @@ def _run_point(task: dict) -> dict:
     try:
         how = train_or_reuse(task["config"], task["data"], run_dir, False, task["device"], quiet)
         records = evaluate_and_write(run_dir, task["data"], files, task["results"], task["device"],
-                                     method=task["label"], extra={"ablation": task["ablation"]})
+                                     method=task["label"], extra={"ablation": task["ablation"]},
+                                     eval_settings=task["config"]["eval"])
     except FewshotError as exc:
         return {"index": task["index"], "ok": False, "error": str(exc)}
     return {"index": task["index"], "ok": True, "how": how,
@@ -293,10 +295,21 @@ def run_ablation(spec: AblationSpec, jobs: int = 1, results: str | Path | None =
     return AblationOutcome(points, records, done_before, ran, failed, len(tasks) - limit, table, plot)
 
 
+def _run_points(tasks: list[dict]) -> list[dict]:
+    """Points that share one run folder (they differ only in their head), one after the other."""
+    return [_run_point(task) for task in tasks]
+
+
 def _execute(tasks: list[dict], jobs: int):
-    """Yield each task's outcome as it finishes: in this process (jobs 1) or in `jobs` worker processes."""
+    """Yield each task's outcome as it finishes: in this process (jobs 1) or in `jobs` worker processes.
+
+    Points sharing a run folder (a sweep of eval.head trains one run) go to one worker, in order, so two
+    workers never train the same folder."""
     plain = [{k: v for k, v in t.items() if k != "point"} for t in tasks]
-    if jobs == 1 or len(plain) <= 1:
+    groups: dict[str, list[dict]] = {}
+    for task in plain:
+        groups.setdefault(task["run_dir"], []).append(task)
+    if jobs == 1 or len(groups) <= 1:
         for task in plain:
             yield _run_point(task)
         return
@@ -305,12 +318,12 @@ def _execute(tasks: list[dict], jobs: int):
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
-    with ProcessPoolExecutor(max_workers=min(jobs, len(plain)), mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_run_point, task) for task in plain]
+        futures = [pool.submit(_run_points, group) for group in groups.values()]
         try:
             for future in as_completed(futures):
-                yield future.result()
+                yield from future.result()
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -346,9 +359,12 @@ def write_report(spec: AblationSpec, points: list[Point], records: list[dict]) -
     # With a baseline point, every row also gets its paired difference from it.
     present = {r["method"] for r in records}
     baseline = next((p.label for p in points if p.baseline and p.label in present), None)
-    write_text_atomic(table_path, header + format_table(records, "md", order=order, baseline=baseline))
-    write_text_atomic(spec.out / "table.csv", format_table(records, "csv", order=order, baseline=baseline))
-    data = summarise(records, order=order)
+    # Rows are grid points (whose labels name a swept eval.head), not (method, head) pairs.
+    write_text_atomic(table_path, header + format_table(records, "md", order=order, baseline=baseline,
+                                                        head_rows=False))
+    write_text_atomic(spec.out / "table.csv", format_table(records, "csv", order=order, baseline=baseline,
+                                                           head_rows=False))
+    data = summarise(records, order=order, head_rows=False)
     points_by_label = {p.label: p for p in points}
     keys = list(spec.grid)
     swept, references = [], []

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from fewshot.config import config_digest, load_config
+from fewshot.config import config_digest, load_config, run_digest, with_default_head
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile, load_episode_file, make_episode_file
 from fewshot.errors import FewshotError
@@ -66,8 +66,9 @@ def check_episode_files(store: Store, files: list[EpisodeFile]) -> None:
 
 
 def run_folder(runs: str | Path, store: Store, config: dict) -> Path:
+    """Named by the run digest: configs that differ only in their head (eval.head...) share one run."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in config["name"])
-    return Path(runs) / store_id(store) / f"{safe}-{config_digest(config)}"
+    return Path(runs) / store_id(store) / f"{safe}-{run_digest(config)}"
 
 
 def run_status(run_dir: Path) -> str | None:
@@ -79,9 +80,12 @@ def run_status(run_dir: Path) -> str | None:
 
 def train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: bool = True,
                    device_name: str | None = None, log: Log = print) -> str:
-    """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done."""
+    """Make `run_dir` a finished run of `config`: reuse it, resume it, or train it. Returns what was done.
+
+    The run is trained with the default head keys (a head only scores it), so every head reuses it."""
     from fewshot.train.loop import train
 
+    config = with_default_head(config)
     digest = config_digest(config)
     saved = run_dir / "config.json"
     if saved.exists() and config_digest(json.loads(saved.read_text())) != digest:
@@ -139,12 +143,13 @@ def missing_files(config: dict, store: Store, files: list[EpisodeFile], existing
 
 def evaluate_and_write(run_dir: Path, data: str | Path, files: list[EpisodeFile], results: str | Path,
                        device_name: str = "auto", precision: str | None = None, method: str | None = None,
-                       extra: dict | None = None) -> list[dict]:
-    """Evaluate `run_dir` on `files`, write one record each into `results`, return them."""
+                       extra: dict | None = None, eval_settings: dict | None = None) -> list[dict]:
+    """Evaluate `run_dir` on `files` (with the head of `eval_settings`, a config's `eval` section, when
+    given), write one record each into `results`, return them."""
     from fewshot.evaluate.run import evaluate_run
     from fewshot.results.records import write_record
 
-    records = evaluate_run(run_dir, files, data, device_name, precision, method=method)
+    records = evaluate_run(run_dir, files, data, device_name, precision, method=method, eval_settings=eval_settings)
     for record in records:
         if extra:
             record.update(extra)
@@ -153,15 +158,20 @@ def evaluate_and_write(run_dir: Path, data: str | Path, files: list[EpisodeFile]
 
 
 def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], results: str | Path,
-                   existing: dict, device_name: str = "auto") -> list[dict]:
-    """The raw-pixel floor on the same episodes (skipped where its records exist)."""
+                   existing: dict, device_name: str = "auto", eval_settings: dict | None = None) -> list[dict]:
+    """The raw-pixel floor on the same episodes (skipped where its records exist), scored by the head of
+    `eval_settings` (default nearest prototype)."""
+    from fewshot.config import DEFAULTS, HEAD_KEYS
     from fewshot.evaluate.run import evaluate_pixels
     from fewshot.results.records import write_record
 
-    config = {"backbone": "pixels", "distance": "euclidean"}  # what evaluate_pixels records
+    config: dict = {"backbone": "pixels", "distance": "euclidean"}  # what evaluate_pixels records
+    changed = {k: v for k, v in (eval_settings or {}).items() if k in HEAD_KEYS and v != DEFAULTS["eval"][k]}
+    if changed:
+        config["eval"] = changed
     todo = missing_files(config, store, files, existing)
     have = [existing[key] for key in (_key(config, store, f) for f in files) if key in existing]
-    new = evaluate_pixels(data, todo, device_name) if todo else []
+    new = evaluate_pixels(data, todo, device_name, eval_settings=eval_settings) if todo else []
     for record in new:
         record["_path"] = str(write_record(record, results))
     return have + new
@@ -171,9 +181,12 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
           seeds: list[int] = (0, 1, 2), episode_paths: list[str | Path] | None = None,
           results: str | Path = "results", runs: str | Path = "work-runs", overrides: list[str] | None = None,
           device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
-          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print) -> list[dict]:
-    """Train/reuse one run per seed, evaluate each on every episode file; return all its records."""
-    overrides = list(overrides or [])
+          queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print,
+          head: str | None = None) -> list[dict]:
+    """Train/reuse one run per seed, evaluate each on every episode file; return all its records.
+
+    `head` (same as the override eval.head=NAME): score with that head; the runs are shared by all heads."""
+    overrides = list(overrides or []) + ([f"eval.head={head}"] if head else [])
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         raise FewshotError("give seeds with --seeds, not a seed=... override")
     if not seeds:
@@ -204,12 +217,13 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
         if not todo:
             continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
-        for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
+        for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision,
+                                         eval_settings=config["eval"]):
             log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} -> {record['_path']}")
             records.append(record)
     if floor:
         log("pixels (raw-pixel floor):")
-        for record in evaluate_floor(data, store, files, results, existing, device_name):
+        for record in evaluate_floor(data, store, files, results, existing, device_name, configs[0]["eval"]):
             log(f"  {record['setting']}: {record['mean']:.2f} +- {record['ci95']:.2f} ({record['_path']})")
             records.append(record)
     return records

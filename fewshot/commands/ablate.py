@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default: the spec's out)")
     p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then report")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the spec's, else auto)")
+    p.add_argument("--head", help="classifier head for every point (same as the override eval.head=NAME); "
+                                  "sweep heads with a grid key \"eval.head\" = [...]")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
     p.set_defaults(func=run)
@@ -31,7 +33,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, args.data, args.out, args.overrides)
+    overrides = list(args.overrides) + ([f"eval.head={args.head}"] if args.head else [])
+    spec = load_spec(args.spec, args.data, args.out, overrides)
     outcome = run_ablation(spec, args.jobs, args.results, args.max_points, args.device)
     finished = outcome.done_before + outcome.ran
     print(f"{finished} of {len(outcome.points)} points finished"

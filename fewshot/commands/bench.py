@@ -59,6 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", default="work-runs", help="runs folder (default ./work-runs, which git ignores)")
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
+    p.add_argument("--head", help="classifier head scoring the episodes (same as eval.head=NAME; the runs are "
+                                  "shared by every head): nearest_prototype (default), simpleshot, logistic, finetune")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_device(p)
@@ -69,7 +71,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
                     args.overrides, args.device, args.precision, not args.no_progress, args.floor, args.queries,
-                    args.count)
+                    args.count, head=args.head)
     print()
     print(format_table(records, args.format), end="")
     return 0

@@ -12,7 +12,8 @@ from fewshot.errors import FewshotError
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run (or raw pixels) on fixed episode files",
                        description="Embed the needed images once with the model in eval mode, classify every "
-                                   "query by its nearest prototype, and write one JSON result record per "
+                                   "query with the head (default: nearest prototype; --head), and write one "
+                                   "JSON result record per "
                                    "episode file: mean, ci95 (1.96*std/sqrt(n), ddof 0), per-episode accuracies "
                                    "and provenance.")
     # --run-dir: torchrun's own parser takes `--run` for an abbreviation of its --run-path (docs/distributed.md)
@@ -25,8 +26,15 @@ def add_parser(sub) -> None:
                    help="best (the best validation step; the last one without validation), last, or step-N: "
                         "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
+    p.add_argument("--head", help="classifier head that scores the episodes from the embeddings: "
+                                  "nearest_prototype (default), simpleshot, logistic, finetune (`fewshot list`)")
+    p.add_argument("settings", nargs="*", metavar="eval.KEY=VALUE",
+                   help="head switches, e.g. eval.head_C=0.1 eval.head_norm=L2N (fewshot/config.py DEFAULTS)")
     add_device(p)
     p.set_defaults(func=run)
+    from fewshot.commands.bench import _IntermixedParser
+
+    p.__class__ = _IntermixedParser  # eval.KEY=VALUE may follow the options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,21 +57,53 @@ def _run(args: argparse.Namespace) -> int:
     from fewshot.train import distributed
     if bool(args.run) == bool(args.backbone):
         raise FewshotError("give exactly one of --run RUN_DIR or --backbone pixels")
+    settings = _head_settings(args)
     files = [load_episode_file(f) for f in args.episodes]
     if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
         check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
     if args.backbone:
         if not args.data:
             raise FewshotError("--backbone pixels needs --data, the prepared store")
-        records = evaluate_pixels(args.data, files, args.device)
+        records = evaluate_pixels(args.data, files, args.device, eval_settings=settings)
     else:
-        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
+        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method,
+                               eval_settings=settings)
     if not distributed.is_writer():
         return 0
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
         raise FewshotError("--out names one .json file but several episode files were given; pass a folder")
     for record in records:
         where = f" -> {write_record(record, args.out)}" if args.out else ""
-        print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
+        head = "" if record["head"]["name"] == "nearest_prototype" and not settings else f" [{record['head']['label']}]"
+        print(f"{record['method']}{head} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
               f"{record['mean']:.2f} +- {record['ci95']:.2f}{where}")
     return 0
+
+
+def _head_settings(args: argparse.Namespace) -> dict | None:
+    """--head and eval.KEY=VALUE as `eval` settings (head keys only; a bad key or value is a one-line error)."""
+    from fewshot.config import HEAD_KEYS, VALID_KEYS, _split_override
+
+    settings: dict = {}
+    # `--episodes a.npz b.npz eval.head_C=0.1`: --episodes takes every word after it; key=value words are settings.
+    given = [e for e in args.episodes if "=" in e and not Path(e).exists()]
+    args.episodes = [e for e in args.episodes if e not in given]
+    for text in [*(getattr(args, "settings", None) or []), *given]:
+        key, value = _split_override(text)
+        if not key.startswith("eval.") or key[5:] not in HEAD_KEYS:
+            if key not in VALID_KEYS:
+                raise FewshotError(f"unknown setting {key!r}; `fewshot eval` takes the head keys: "
+                                   + ", ".join(f"eval.{k}" for k in HEAD_KEYS))
+            raise FewshotError(f"{key} is not a head setting; `fewshot eval` takes only "
+                               + ", ".join(f"eval.{k}" for k in HEAD_KEYS))
+        settings[key[5:]] = value
+    if args.head:
+        settings["head"] = args.head
+    if settings:  # check names and values now, before any embedding
+        from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+        from fewshot.heads import head_from_config
+
+        check = {"eval": dict(DEFAULTS["eval"])}
+        apply_overrides(check, head_overrides(settings))
+        head_from_config(check["eval"])
+    return settings or None

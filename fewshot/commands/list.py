@@ -7,7 +7,7 @@ from fewshot.config import list_configs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list method configs, learners, backbones, losses and dataset formats")
+    p = sub.add_parser("list", help="list method configs, learners, backbones, losses, heads and dataset formats")
     p.set_defaults(func=run)
 
 
@@ -25,5 +25,8 @@ def run(args: argparse.Namespace) -> int:
         print("losses:        ", ", ".join(list_losses()))
     except ImportError:
         pass
+    from fewshot.heads import list_heads
+
+    print("heads:         ", ", ".join(list_heads()), "(eval.head / --head)")
     print("datasets:      ", ", ".join(f.name for f in list_formats()))
     return 0

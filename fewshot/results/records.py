@@ -2,7 +2,9 @@
 
 A record holds the method, resolved config, the episode setting, `mean` and `ci95` (percent, 1.96 * std /
 sqrt(n), ddof 0), `n_episodes`, every `per_episode_accuracy`, and provenance: commit, package versions,
-store and episode checksums, seed, wall time and machine.
+store and episode checksums, seed, wall time and machine, and `head`: the classifier that scored the
+episodes from the embeddings, its settings and label (fewshot/heads; records written before heads existed
+lack it and were scored by nearest prototype: `record_head`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ RECORD_VERSION = 1
 
 def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_checksum: str,
                 config: dict | None = None, run: str | None = None, seconds: float | None = None,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, head: dict | None = None) -> dict:
+    """`head`: the scoring head's `describe()` (name, settings, label); None for nearest prototype's default."""
     mean, ci95 = mean_ci95(accuracies)
     record = {
         "format": RECORD_FORMAT,
@@ -56,6 +59,8 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
             "time": now(),
         },
     }
+    record["head"] = head or {"name": "nearest_prototype", "norm": "UN", "distance": "euclidean",
+                              "label": "nearest_prototype"}
     if extra:
         record.update(extra)
     return record
@@ -138,3 +143,13 @@ def _is_record(path: Path) -> bool:
         return json.loads(path.read_text()).get("format") == RECORD_FORMAT
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
+
+
+def record_head(record: dict) -> dict:
+    """The head a record was scored with: its `head` entry, or nearest prototype for records older than heads."""
+    head = record.get("head")
+    if isinstance(head, dict) and "name" in head:
+        return {**head, "label": head.get("label", head["name"])}
+    distance = record.get("distance", "euclidean")
+    label = "nearest_prototype" if distance == "euclidean" else f"nearest_prototype(distance={distance})"
+    return {"name": "nearest_prototype", "norm": "UN", "distance": distance, "label": label}
