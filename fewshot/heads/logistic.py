@@ -38,17 +38,19 @@ from fewshot.errors import FewshotError
 from fewshot.heads.base import Head, episode_targets
 from fewshot.heads.registry import register_head
 
-# Episodes whose rows are gathered at once: about 32 MB of float32 features (cache-sized pieces).
-_GATHER_BYTES = 32 * 2**20
 # Episodes solved together: float64 (E, n, n) coordinates, large enough that an operation is not all overhead,
 # small enough to stay in cache (256-2048 measured on 5-way 5-shot; 512 was fastest).
 _SOLVE_EPISODES = 512
+# Episodes gathered at once (their rows stay in cache between the gather and the products; 16 was faster than
+# 131, 32 MB of rows, on 5-way 5-shot 640-d features).
+_PIECE_EPISODES = 16
 # Eigenvalues below this fraction of the largest are directions the supports do not span.
 _RANK_TOL = 1e-6
 
 
-def _dot(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return (a[0] * b[0]).sum((1, 2)) + (a[1] * b[1]).sum(1)
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-episode inner products of (E, r, N) tensors, (E, 1, 1)."""
+    return torch.einsum("eij,eij->e", a, b)[:, None, None]
 
 
 def fit_logistic(z: torch.Tensor, labels: torch.Tensor, ways: int, C: float = 1.0, tol: float = 1e-6,
@@ -56,37 +58,44 @@ def fit_logistic(z: torch.Tensor, labels: torch.Tensor, ways: int, C: float = 1.
     """Weights (E, r, N) and intercepts (E, N) minimising each episode's objective (module docstring).
 
     `z` (E, n, r): the support rows' features, `labels` (n,): their classes 0..N-1 (the same for every
-    episode). Logits of rows x are x @ weights + intercepts. Newton-CG with a line search (module docstring).
+    episode). Logits of rows x are x @ weights + intercepts. Newton-CG with a line search (module docstring);
+    the intercepts are the last row of one parameter tensor (a feature of ones, not penalised), so that every
+    step is one operation on one tensor.
     """
-    episodes, _, dim = z.shape
+    episodes, n, dim = z.shape
     target = F.one_hot(labels.to(z.device), ways).to(z.dtype)
-    weights = z.new_zeros(episodes, dim, ways)
-    intercepts = z.new_zeros(episodes, ways)
-    penalty = 1.0 / C
+    z = torch.cat([z, z.new_ones(episodes, n, 1)], dim=2)
     zt = z.transpose(1, 2)
+    params = z.new_zeros(episodes, dim + 1, ways)
+    penalty = z.new_full((dim + 1, 1), 1.0 / C)
+    penalty[dim] = 0.0
 
-    def objective(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        logits = torch.baddbmm(b.unsqueeze(1), z, w)
-        return (torch.logsumexp(logits, dim=2) - (logits * target).sum(2)).sum(1) + 0.5 * penalty * (w * w).sum((1, 2))
+    def centre_intercepts(v: torch.Tensor) -> torch.Tensor:
+        """Project out the shift of all intercepts together (it changes no logit)."""
+        v[:, dim] -= v[:, dim].mean(dim=1, keepdim=True)
+        return v
+
+    def objective(v: torch.Tensor) -> torch.Tensor:
+        logits = z @ v
+        return ((torch.logsumexp(logits, dim=2) - (logits * target).sum(2)).sum(1)
+                + 0.5 * (penalty * v * v).sum((1, 2)))[:, None, None]
 
     for _ in range(max_iter):
-        probabilities = torch.softmax(torch.baddbmm(intercepts.unsqueeze(1), z, weights), dim=2)
-        residual = probabilities - target
-        gradient = (torch.baddbmm(weights, zt, residual, alpha=1.0, beta=penalty), residual.sum(1))
+        probabilities = torch.softmax(z @ params, dim=2)
+        gradient = torch.baddbmm(penalty * params, zt, probabilities - target)
         norm = _dot(gradient, gradient).sqrt()
         active = norm > tol
         if not active.any():
             break
 
-        def hessian_times(v: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            change = torch.baddbmm(v[1].unsqueeze(1), z, v[0])
+        def hessian_times(v: torch.Tensor) -> torch.Tensor:
+            change = z @ v
             moved = probabilities * (change - (probabilities * change).sum(2, keepdim=True))
-            out_b = moved.sum(1)
-            return torch.baddbmm(v[0], zt, moved, beta=penalty), out_b - out_b.mean(1, keepdim=True)
+            return centre_intercepts(torch.baddbmm(penalty * v, zt, moved))
 
         # Conjugate gradients on H d = -g, each episode stopping at its forcing tolerance.
-        rest = (-gradient[0], gradient[1].mean(1, keepdim=True) - gradient[1])
-        step = (torch.zeros_like(weights), torch.zeros_like(intercepts))
+        rest = centre_intercepts(-gradient)
+        step = torch.zeros_like(params)
         direction = rest
         rest_sq = _dot(rest, rest)
         goal = (torch.clamp(norm.sqrt(), max=0.5) * norm) ** 2
@@ -96,29 +105,27 @@ def fit_logistic(z: torch.Tensor, labels: torch.Tensor, ways: int, C: float = 1.
                 break
             curved = hessian_times(direction)
             alpha = torch.where(done, 0.0, rest_sq / _dot(direction, curved).clamp_min(1e-300))
-            step = (step[0] + alpha[:, None, None] * direction[0], step[1] + alpha[:, None] * direction[1])
-            rest = (rest[0] - alpha[:, None, None] * curved[0], rest[1] - alpha[:, None] * curved[1])
+            step = torch.addcmul(step, alpha, direction)
+            rest = torch.addcmul(rest, alpha, curved, value=-1.0)
             new_sq = _dot(rest, rest)
             beta = torch.where(done, 0.0, new_sq / rest_sq.clamp_min(1e-300))
-            direction = (rest[0] + beta[:, None, None] * direction[0], rest[1] + beta[:, None] * direction[1])
+            direction = torch.addcmul(rest, beta, direction)
             rest_sq = torch.where(done, rest_sq, new_sq)
 
         # Backtracking (Armijo) line search, a step size an episode; converged episodes do not move.
-        current = objective(weights, intercepts)
+        current = objective(params)
         slope = _dot(gradient, step)
         size = active.to(z.dtype)
         pending = active.clone()
         slack = 1e-12 * current.abs()  # the objective's own rounding
         for _ in range(50):
-            trial = objective(weights + size[:, None, None] * step[0], intercepts + size[:, None] * step[1])
+            trial = objective(torch.addcmul(params, size, step))
             pending &= ~(trial <= current + 1e-4 * size * slope + slack)
             if not pending.any():
                 break
             size = torch.where(pending, size / 2, size)
-        size = torch.where(pending, 0.0, size)
-        weights = weights + size[:, None, None] * step[0]
-        intercepts = intercepts + size[:, None] * step[1]
-    return weights, intercepts
+        params = torch.addcmul(params, torch.where(pending, 0.0, size), step)
+    return params[:, :dim], params[:, dim]
 
 
 def span_coordinates(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -146,31 +153,44 @@ def span_coordinates(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     return z, back, constant
 
 
-def _parallel(work: Callable[[int, int], None], n_items: int, piece: int) -> None:
-    """Run work(start, stop) over [0, n_items) in pieces, on torch's threads (one thread a worker)."""
+class _Gather:
+    """Rows of `features` for a few episodes at a time, into buffers reused for every piece (one a thread):
+    a fresh gather of every piece would spend more time allocating than reading."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+        self.buffers: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __call__(self, rows: np.ndarray, start: int, stop: int, slot: int) -> torch.Tensor:
+        index = torch.from_numpy(np.ascontiguousarray(rows[start:stop], dtype=np.int64).reshape(-1))
+        size = len(index) * self.features.shape[1]
+        key = (slot, rows.shape[2])
+        if key not in self.buffers or self.buffers[key].numel() < size:
+            self.buffers[key] = torch.empty(size, dtype=self.features.dtype)
+        out = self.buffers[key][:size].view(len(index), -1)
+        return torch.index_select(self.features, 0, index, out=out).view(stop - start, -1, self.features.shape[1])
+
+
+def _parallel(work: Callable[[int, int, int], None], n_items: int, piece: int) -> None:
+    """Run work(start, stop, worker) over [0, n_items) in pieces, on torch's threads (one thread a worker)."""
     starts = list(range(0, n_items, piece))
     workers = min(torch.get_num_threads(), len(starts))
+
+    @torch.no_grad()  # grad mode is per thread
+    def run(first: int) -> None:
+        for start in starts[first::max(1, workers)]:
+            work(start, min(start + piece, n_items), first)
+
     if workers <= 1:
-        for start in starts:
-            work(start, min(start + piece, n_items))
+        run(0)
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-
-    @torch.no_grad()
-    def run(first: int) -> None:
-        for start in starts[first::workers]:
-            work(start, min(start + piece, n_items))
-
     try:
         with ThreadPoolExecutor(workers) as pool:  # torch releases the GIL inside its operators
             list(pool.map(run, range(workers)))
     finally:
         torch.set_num_threads(threads)
-
-
-def _rows(rows: np.ndarray, start: int, stop: int) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rows[start:stop], dtype=np.int64).reshape(stop - start, -1))
 
 
 @torch.no_grad()
@@ -183,22 +203,22 @@ def logistic_predictions(features: torch.Tensor, support_rows: np.ndarray, query
     n_episodes, ways, shots = support_rows.shape
     n, dim = ways * shots, features.shape[1]
     raw = dim <= n  # few dimensions: solve on the centred features themselves
-    piece = max(1, _GATHER_BYTES // ((n + ways * query_rows.shape[2]) * dim * 4))
     coords = torch.empty(n_episodes, n, dim if raw else n, dtype=torch.float64)
+    gather = _Gather(features.float().contiguous())
 
-    def gather_support(start: int, stop: int) -> None:
-        support = features[_rows(support_rows, start, stop).reshape(-1)].reshape(stop - start, n, dim)
+    def gather_support(start: int, stop: int, worker: int) -> None:
+        support = gather(support_rows, start, stop, worker)
         # Centred before the product: nearly parallel features would lose their differences to rounding in a
         # Gram matrix centred afterwards.
         centred = support - support.mean(1, keepdim=True)
         coords[start:stop] = centred if raw else centred @ centred.transpose(1, 2)
 
-    _parallel(gather_support, n_episodes, piece)
+    _parallel(gather_support, n_episodes, _PIECE_EPISODES)
     labels = episode_targets(ways, shots)
     combine = torch.empty(n_episodes, n if not raw else dim, ways, dtype=torch.float32)
     offset = torch.empty(n_episodes, ways, dtype=torch.float32)
 
-    def solve(start: int, stop: int) -> None:
+    def solve(start: int, stop: int, worker: int) -> None:
         if raw:
             weights, intercepts = fit_logistic(coords[start:stop], labels, ways, C, tol)
             combine[start:stop], offset[start:stop] = weights, intercepts
@@ -212,16 +232,21 @@ def logistic_predictions(features: torch.Tensor, support_rows: np.ndarray, query
     _parallel(solve, n_episodes, max(1, min(_SOLVE_EPISODES, -(-n_episodes // max(1, torch.get_num_threads())))))
     predicted = torch.empty(n_episodes, query_rows.shape[1] * query_rows.shape[2], dtype=torch.int64)
 
-    def predict(start: int, stop: int) -> None:
-        count = stop - start
-        support = features[_rows(support_rows, start, stop).reshape(-1)].reshape(count, n, dim)
-        query = features[_rows(query_rows, start, stop).reshape(-1)].reshape(count, -1, dim)
+    def predict(start: int, stop: int, worker: int) -> None:
+        # logits = (q - m) W + c, with W = (S - m)^T A = S^T A - m^T 1^T A: neither q - m nor S - m is formed.
+        support = gather(support_rows, start, stop, worker)
         mean = support.mean(1, keepdim=True)
-        weights = combine[start:stop] if raw else (support - mean).transpose(1, 2) @ combine[start:stop]
-        logits = torch.baddbmm(offset[start:stop].unsqueeze(1), query - mean, weights)
+        if raw:
+            weights = combine[start:stop]
+        else:
+            mix = combine[start:stop]
+            weights = torch.baddbmm(support.transpose(1, 2) @ mix, mean.transpose(1, 2), mix.sum(1, keepdim=True),
+                                    alpha=-1.0)
+        shift = offset[start:stop].unsqueeze(1) - mean @ weights
+        logits = torch.baddbmm(shift, gather(query_rows, start, stop, worker), weights)
         predicted[start:stop] = logits.argmax(dim=2)
 
-    _parallel(predict, n_episodes, piece)
+    _parallel(predict, n_episodes, _PIECE_EPISODES)
     return predicted
 
 
