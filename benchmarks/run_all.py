@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--skip NAME ...]   (also: make bench)
 
 Each benchmark runs in its own process (its memory figures are its own) with this interpreter; its output
-streams through. Benchmarks that report targets (bench_sampling, bench_eval, bench_protocols,
+streams through. Benchmarks that report targets (bench_sampling, bench_eval, bench_protocols, bench_heads,
 bench_train_step, bench_open_tiered) also write JSON, from which the closing summary is printed. --quick passes --quick to
 those that have it (fewer rounds, smaller counts; for a smoke run). Exit status: 0 if every benchmark ran,
 1 otherwise (a missed target is reported, not an error: figures on a shared machine vary).
@@ -25,6 +25,7 @@ BENCHMARKS = [
     ("bench_sampling.py", [], True),        # episode sampling vs learn2learn and the bare gather
     ("bench_eval.py", [], True),            # scoring 10k episodes from cached embeddings; memory 10k vs 100k
     ("bench_protocols.py", [], True),       # Meta-Dataset sampling vs plain Python; ragged vs fixed scoring
+    ("bench_heads.py", [], True),           # batched logistic head vs the RFS sklearn loop; SimpleShot vs prototypes
     ("bench_train_step.py", [], True),      # real step vs bare forward+backward (ProtoNet, siamese, CIR)
     ("bench_open_store.py", [], False),     # open a miniImageNet-sized store, sample 1,000 episodes
     ("bench_open_tiered.py", [], True),     # tieredImageNet-sized (sparse) store: open, sample, RSS

@@ -15,6 +15,7 @@ A SPEC is a TOML file (examples in ablations/):
     "cir.p" = [0.25, 0.5, 0.75]              # (quoted dotted keys; a nested table works too)
     "cir.alpha" = [0.25, 0.5, 1.0]
     # config = ["protonet", "siamese-triplet"]  # the special key `config` sweeps the base config
+    # "eval.head" = ["nearest_prototype", "logistic"]  # heads: points differing only in head share a run
 
     [episodes]                               # fixed episode files ...
     files = ["episodes/omniglot-vinyals-test-5w1s-15q-1000.npz"]
@@ -427,9 +428,12 @@ def write_report(spec: AblationSpec, points: list[Point], records: list[dict]) -
     # With a baseline point, every row also gets its paired difference from it.
     present = {r["method"] for r in records}
     baseline = next((p.label for p in points if p.baseline and p.label in present), None)
-    write_text_atomic(table_path, header + format_table(records, "md", order=order, baseline=baseline))
-    write_text_atomic(spec.out / "table.csv", format_table(records, "csv", order=order, baseline=baseline))
-    data = summarise(records, order=order)
+    # Rows are grid points (whose labels name a swept eval.head), not (method, head) pairs.
+    write_text_atomic(table_path, header + format_table(records, "md", order=order, baseline=baseline,
+                                                        head_rows=False))
+    write_text_atomic(spec.out / "table.csv", format_table(records, "csv", order=order, baseline=baseline,
+                                                           head_rows=False))
+    data = summarise(records, order=order, head_rows=False)
     points_by_label = {p.label: p for p in points}
     keys = list(spec.grid)
     swept, references = [], []

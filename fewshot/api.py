@@ -200,7 +200,7 @@ def records_frame(records) -> Any:
         rows.append({"method": r["method"], "seed": p.get("seed"), "dataset": r["dataset"], "split": r.get("split"),
                      "setting": r["setting"], "ways": r["ways"], "shots": r["shots"], "queries": r["queries"],
                      "n_episodes": r["n_episodes"], "mean": mean, "ci95": ci95, "checkpoint": r.get("checkpoint"),
-                     "head": record_head(r), "run": p.get("run"), "episodes": p["episodes_checksum"],
+                     "head": record_head(r)["label"], "run": p.get("run"), "episodes": p["episodes_checksum"],
                      "accuracy": np.asarray(r["per_episode_accuracy"], dtype=np.float64), "path": r.get("_path")})
     return pd.DataFrame(rows)
 

@@ -59,15 +59,20 @@ def check_episode_files(store: Store, files: list[EpisodeFile]) -> None:
 
 
 def evaluate_floor(data: str | Path, store: Store, files: list[EpisodeFile], results: str | Path,
-                   existing: dict, device_name: str = "auto") -> list[dict]:
-    """The raw-pixel floor on the same episodes (skipped where its records exist)."""
+                   existing: dict, device_name: str = "auto", eval_settings: dict | None = None) -> list[dict]:
+    """The raw-pixel floor on the same episodes (skipped where its records exist), scored by the head of
+    `eval_settings` (default nearest prototype)."""
+    from fewshot.config import DEFAULTS, HEAD_KEYS
     from fewshot.evaluate.run import evaluate_pixels
     from fewshot.results.records import write_record
 
-    config = {"backbone": "pixels", "distance": "euclidean"}  # what evaluate_pixels records
+    config: dict = {"backbone": "pixels", "distance": "euclidean"}  # what evaluate_pixels records
+    changed = {k: v for k, v in (eval_settings or {}).items() if k in HEAD_KEYS and v != DEFAULTS["eval"][k]}
+    if changed:
+        config["eval"] = changed
     todo = missing_files(config, store, files, existing)
     have = [existing[key] for key in (_key(config, store, f) for f in files) if key in existing]
-    new = evaluate_pixels(data, todo, device_name) if todo else []
+    new = evaluate_pixels(data, todo, device_name, eval_settings=eval_settings) if todo else []
     for record in new:
         record["_path"] = str(write_record(record, results))
     return have + new
@@ -101,13 +106,16 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
           overrides: list[str] | None = None,
           device_name: str = "auto", precision: str | None = None, progress: bool = True, floor: bool = False,
           queries: int = DEFAULT_QUERIES, count: int = DEFAULT_COUNT, log: Log = print,
-          executor: ExecutorOptions | None = None) -> list[dict]:
+          executor: ExecutorOptions | None = None, head: str | None = None) -> list[dict]:
     """Train/reuse one run per seed, evaluate each on every episode file; return all its records.
+
+    `head` (same as the override eval.head=NAME): score with that head; the runs are shared by all heads.
 
     With a submitting `executor` (slurm, submitit-local) each seed that lacks records is a job of one array
     (fewshot/sweep/); the records returned are those in the results folder once the jobs are submitted, or,
     with executor.wait, once they have ended."""
     check_results_folder(results)  # before any training, not after it
+    overrides = list(overrides or []) + ([f"eval.head={head}"] if head else [])
     store, configs, files = _bench_plan(method, data, ways, shots, seeds, episode_paths, runs, overrides, precision,
                                         queries, count)
     existing = index_records(results)
@@ -132,7 +140,8 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
                                    device=device_name, precision=precision))
             continue
         train_or_reuse(config, data, run_dir, progress, device_name, log)
-        for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision):
+        for record in evaluate_and_write(run_dir, data, todo, results, device_name, precision,
+                                         eval_settings=config["eval"]):
             log(f"  {record['setting']}: {record_summary(record)} -> {record['_path']}")
             records.append(record)
     if tasks:
@@ -140,7 +149,7 @@ def bench(method: str, data: str | Path, ways: list[int] = (5,), shots: list[int
                                  method, log)
     if floor:
         log("pixels (raw-pixel floor):")
-        for record in evaluate_floor(data, store, files, results, existing, device_name):
+        for record in evaluate_floor(data, store, files, results, existing, device_name, configs[0]["eval"]):
             log(f"  {record['setting']}: {record_summary(record)} ({record['_path']})")
             records.append(record)
     return records

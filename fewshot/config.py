@@ -90,8 +90,27 @@ DEFAULTS: dict[str, Any] = {
         # Also write the logged scalars as TensorBoard events in RUN/tensorboard/ (log.csv stays the record).
         "tensorboard": False,
     },
-    "eval": {"distance": "euclidean", "batch_episodes": 250},
+    "eval": {
+        "distance": "euclidean",
+        "batch_episodes": 250,
+        # The classifier that scores episodes from the cached embeddings (fewshot/evaluate/heads/, `fewshot list`).
+        "head": "nearest_prototype",
+        "head_norm": "default",  # UN, L2N or CL2N features (SimpleShot); default: the head's own
+        "head_C": 1.0,  # logistic: inverse L2 penalty (scikit-learn's C)
+        "head_classifier": "linear",  # finetune: linear or cosine
+        "head_epochs": 100,  # finetune: passes over the support set
+        "head_lr": 0.01,
+        "head_batch": 4,
+        "head_weight_decay": 0.001,
+        "head_seed": 0,
+    },
 }
+
+# Keys that only choose how episodes are scored from the embeddings: a run (its weights) does not depend on
+# them, so run folders ignore them, and a config digest leaves them out at their defaults (so digests of
+# configs written before heads existed are unchanged).
+HEAD_KEYS = ("head", "head_norm", "head_C", "head_classifier", "head_epochs", "head_lr", "head_batch",
+             "head_weight_decay", "head_seed")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -198,7 +217,7 @@ def unknown_key_message(key: str) -> str:
 POSITIVE_KEYS = {
     "episodes.ways", "episodes.shots", "episodes.queries", "batch.classes", "batch.per_class", "train.steps",
     "train.val_episodes", "train.val_ways", "train.val_shots", "train.val_queries", "train.checkpoint_every",
-    "train.log_every", "train.episodes_per_step", "eval.batch_episodes",
+    "train.log_every", "train.episodes_per_step", "eval.batch_episodes", "eval.head_epochs", "eval.head_batch",
     "backbone.hidden", "head.dim", "head.hidden", "optim.step_size",
 }
 
@@ -412,7 +431,10 @@ _DIGEST_IGNORED = {"keep_every", "tensorboard"}
 
 
 def config_digest(config: dict) -> str:
-    """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse)."""
+    """A short stable hash of a resolved config (for naming runs and finding a finished one to reuse).
+
+    Head keys (HEAD_KEYS) count only where they differ from their defaults: records of two heads differ,
+    configs older than heads keep their digest."""
     import hashlib
 
     # train.keep_every and train.tensorboard only write extra files: they change no step, and configs older
@@ -423,5 +445,29 @@ def config_digest(config: dict) -> str:
         section, leaf = key.split(".")
         if isinstance(config.get(section), dict) and config[section].get(leaf, default) == default:
             config = {**config, section: {k: v for k, v in config[section].items() if k != leaf}}
+    if isinstance(config.get("eval"), dict):  # head switches at their defaults: runs and records keep their digests
+        defaults = DEFAULTS["eval"]
+        config = {**config, "eval": {k: v for k, v in config["eval"].items()
+                                     if not (k in HEAD_KEYS and v == defaults[k])}}
     text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_digest(config: dict) -> str:
+    """The digest of what a run trains: the config without its head keys (any head scores the same run)."""
+    if isinstance(config.get("eval"), dict):
+        config = {**config, "eval": {k: v for k, v in config["eval"].items() if k not in HEAD_KEYS}}
+    return config_digest(config)
+
+
+def with_default_head(config: dict) -> dict:
+    """A copy of `config` with the head keys at their defaults: what a run is trained (and saved) with."""
+    config = copy.deepcopy(config)
+    if isinstance(config.get("eval"), dict):
+        config["eval"].update({k: DEFAULTS["eval"][k] for k in HEAD_KEYS})
+    return config
+
+
+def head_overrides(eval_settings: dict | None) -> dict[str, Any]:
+    """`eval.*` overrides naming a head and its switches (only the head keys of `eval_settings`)."""
+    return {f"eval.{k}": v for k, v in (eval_settings or {}).items() if k in HEAD_KEYS}

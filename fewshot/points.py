@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from fewshot.config import config_digest
+from fewshot.config import config_digest, run_digest, with_default_head
 from fewshot.data.store import Store
 from fewshot.episodes.files import EpisodeFile
 from fewshot.errors import EnvironmentFailure, FewshotError, environment_error
@@ -33,10 +33,11 @@ def store_id(store: Store) -> str:
 
 
 def run_folder(runs: str | Path, store: Store, config: dict) -> Path:
+    """Named by the run digest: configs that differ only in their head (eval.head...) share one run."""
     from fewshot.results.records import safe_name
 
     safe = safe_name(config["name"])
-    return Path(runs) / store_id(store) / f"{safe}-{config_digest(config)}"
+    return Path(runs) / store_id(store) / f"{safe}-{run_digest(config)}"
 
 
 def run_status(run_dir: Path) -> str | None:
@@ -72,6 +73,7 @@ def _train_or_reuse(config: dict, data: str | Path, run_dir: Path, progress: boo
                     log: Log, train_fn: Callable | None) -> str:
     if train_fn is None:
         from fewshot.train.loop import train as train_fn
+    config = with_default_head(config)  # a head only scores the run: every head reuses it
 
     digest = config_digest(config)
     saved = run_dir / "config.json"
@@ -144,12 +146,13 @@ def missing_files(config: dict, store: Store, files: list[EpisodeFile], existing
 
 def evaluate_and_write(run_dir: Path, data: str | Path, files: list[EpisodeFile], results: str | Path,
                        device_name: str = "auto", precision: str | None = None, method: str | None = None,
-                       extra: dict | None = None) -> list[dict]:
-    """Evaluate `run_dir` on `files`, write one record each into `results`, return them."""
+                       extra: dict | None = None, eval_settings: dict | None = None) -> list[dict]:
+    """Evaluate `run_dir` on `files` (with the head of `eval_settings`, a config's `eval` section, when
+    given), write one record each into `results`, return them."""
     from fewshot.evaluate.run import evaluate_run
     from fewshot.results.records import write_record
 
-    records = evaluate_run(run_dir, files, data, device_name, precision, method=method)
+    records = evaluate_run(run_dir, files, data, device_name, precision, method=method, eval_settings=eval_settings)
     for record in records:
         if extra:
             record.update(extra)

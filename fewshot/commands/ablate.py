@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--status", action="store_true",
                    help="print every point as done, running, failed (its error and log) or pending; run nothing")
     add_executor_options(p, " The spec's [executor] table sets the same; these options override it.")
+    p.add_argument("--head", help="classifier head for every point (same as the override eval.head=NAME); "
+                                  "sweep heads with a grid key \"eval.head\" = [...]")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides for every point, over the spec's (e.g. train.steps=50 for a smoke run)")
     p.set_defaults(func=run)
@@ -43,7 +45,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + ([f"train.precision={args.precision}"] if args.precision else [])
+    overrides = (list(args.overrides) + ([f"train.precision={args.precision}"] if args.precision else [])
+                 + ([f"eval.head={args.head}"] if args.head else []))
     spec = load_spec(args.spec, args.data, args.out, overrides)
     if args.status:
         return print_status(spec, args.results)

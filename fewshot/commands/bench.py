@@ -63,6 +63,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", default="work-runs", help="runs folder (default ./work-runs, which git ignores)")
     p.add_argument("--floor", action="store_true", help="also evaluate the raw-pixel floor on the same episodes")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="format of the final table")
+    p.add_argument("--head", help="classifier head scoring the episodes (same as eval.head=NAME; the runs are "
+                                  "shared by every head): nearest_prototype (default), simpleshot, logistic, finetune")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: training prints a plain line every few log rows instead")
     p.add_argument("--status", action="store_true",
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     records = bench(args.method, args.data, args.ways, args.shots, args.seeds, args.episodes, args.results, args.runs,
                     args.overrides, args.device, args.precision, "lines" if args.no_progress else True, args.floor,
-                    args.queries, args.count, executor=executor_options(args))
+                    args.queries, args.count, executor=executor_options(args), head=args.head)
     if records:
         print()
         print(format_table(records, args.format), end="")

@@ -12,7 +12,8 @@ from fewshot.errors import FewshotError
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run (or raw pixels) on fixed episode files",
                        description="Embed the needed images once with the model in eval mode, classify every "
-                                   "query by its nearest prototype, and write one JSON result record per "
+                                   "query with the head (default: nearest prototype; --head), and write one "
+                                   "JSON result record per "
                                    "episode file: mean, ci95 (1.96*std/sqrt(n), ddof 0), per-episode accuracies "
                                    "and provenance. Evaluating the same run, checkpoint, head and episode file "
                                    "into the same folder again replaces its record (atomically) and says so.")
@@ -33,8 +34,15 @@ def add_parser(sub) -> None:
                         "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
     p.add_argument("--force", action="store_true", help="replace an --out .json file that is not a result record")
+    p.add_argument("--head", help="classifier head that scores the episodes from the embeddings: "
+                                  "nearest_prototype (default), simpleshot, logistic, finetune (`fewshot list`)")
+    p.add_argument("settings", nargs="*", metavar="eval.KEY=VALUE",
+                   help="head switches, e.g. eval.head_C=0.1 eval.head_norm=L2N (fewshot/config.py DEFAULTS)")
     add_device(p)
     p.set_defaults(func=run)
+    from fewshot.commands.bench import _IntermixedParser
+
+    p.__class__ = _IntermixedParser  # eval.KEY=VALUE may follow the options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,12 +73,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.run and args.distance:
         raise FewshotError("--distance is for --backbone and --embeddings; a run scores with its config's "
                            "eval.distance")
+    settings = _head_settings(args)
     files = [load_episode_file(f) for f in args.episodes]
     if args.out and distributed.is_writer():  # before the work, so an unwritable folder costs nothing
         check_results_folder(Path(args.out).parent if Path(args.out).suffix == ".json" else args.out)
         check_record_target(args.out, args.force)
     if args.embeddings:
-        records = evaluate_embeddings(args.embeddings, files, args.device, args.method, args.distance)
+        records = evaluate_embeddings(args.embeddings, files, args.device, args.method, args.distance,
+                                      eval_settings=settings)
     elif args.backbone:
         if not args.data:
             raise FewshotError(f"--backbone {args.backbone} needs --data, the prepared store")
@@ -78,11 +88,13 @@ def _run(args: argparse.Namespace) -> int:
             note_random_weights(args)
             records = evaluate_pretrained(model, args.data, files, args.device, args.weights or "", args.pretrained,
                                           args.input_size, args.precision, args.method,
-                                          args.distance or "euclidean")
+                                          args.distance or "euclidean", eval_settings=settings)
         else:
-            records = evaluate_pixels(args.data, files, args.device, args.distance or "euclidean")
+            records = evaluate_pixels(args.data, files, args.device, args.distance or "euclidean",
+                                      eval_settings=settings)
     else:
-        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
+        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method,
+                               eval_settings=settings)
     if not distributed.is_writer():
         return 0
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
@@ -93,6 +105,36 @@ def _run(args: argparse.Namespace) -> int:
             path, replaced = write_record_reporting(record, args.out, args.force)
             same = "the file" if Path(args.out).suffix == ".json" else "the earlier record of this same evaluation"
             where = f" -> {path}" + (f" (replaced {same})" if replaced else "")
-        print(f"{record['method']} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
+        head = "" if record["head"]["name"] == "nearest_prototype" and not settings else f" [{record['head']['label']}]"
+        print(f"{record['method']}{head} {record['dataset']} {record['setting']} ({record['n_episodes']} episodes): "
               f"{record_summary(record)}{where}")
     return 0
+
+
+def _head_settings(args: argparse.Namespace) -> dict | None:
+    """--head and eval.KEY=VALUE as `eval` settings (head keys only; a bad key or value is a one-line error)."""
+    from fewshot.config import HEAD_KEYS, VALID_KEYS, _split_override
+
+    settings: dict = {}
+    # `--episodes a.npz b.npz eval.head_C=0.1`: --episodes takes every word after it; key=value words are settings.
+    given = [e for e in args.episodes if "=" in e and not Path(e).exists()]
+    args.episodes = [e for e in args.episodes if e not in given]
+    for text in [*(getattr(args, "settings", None) or []), *given]:
+        key, value = _split_override(text)
+        if not key.startswith("eval.") or key[5:] not in HEAD_KEYS:
+            if key not in VALID_KEYS:
+                raise FewshotError(f"unknown setting {key!r}; `fewshot eval` takes the head keys: "
+                                   + ", ".join(f"eval.{k}" for k in HEAD_KEYS))
+            raise FewshotError(f"{key} is not a head setting; `fewshot eval` takes only "
+                               + ", ".join(f"eval.{k}" for k in HEAD_KEYS))
+        settings[key[5:]] = value
+    if args.head:
+        settings["head"] = args.head
+    if settings:  # check names and values now, before any embedding
+        from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+        from fewshot.evaluate.heads import head_from_config
+
+        check = {"eval": dict(DEFAULTS["eval"])}
+        apply_overrides(check, head_overrides(settings))
+        head_from_config(check["eval"])
+    return settings or None

@@ -74,7 +74,7 @@ def _record(path: Path) -> int:
           f"({r['queries']} queries a class), {r['n_episodes']} episodes: {record_summary(r)}")
     where = f"run {p['run']}, checkpoint {r.get('checkpoint')} (step {r.get('checkpoint_step')})" if p.get("run") \
         else f"no run ({(p.get('config') or {}).get('backbone', 'raw input')})"
-    print(f"  {where}, head {record_head(r)}, distance {r.get('distance', '?')}, seed {p.get('seed')}")
+    print(f"  {where}, head {record_head(r)['label']}, distance {r.get('distance', '?')}, seed {p.get('seed')}")
     print(f"  episodes {p['episodes_checksum'][:16]}, store split {p['store_checksum'][:16]}, commit "
           f"{str(p.get('commit'))[:12]}, {p.get('time', '?')}")
     return 0

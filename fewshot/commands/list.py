@@ -7,10 +7,10 @@ from fewshot.config import KEY_HELP, VALID_KEYS, flat, list_configs, load_config
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list method configs, learners, backbones, losses and dataset formats; "
+    p = sub.add_parser("list", help="list method configs, learners, backbones, losses, heads and dataset formats; "
                                     "`list keys`: every config key",
-                       description="Without an argument: the method configs, learners, backbones, losses and "
-                                   "dataset formats fewshot knows. `fewshot list keys`: every config key that "
+                       description="Without an argument: the method configs, learners, backbones, losses, heads "
+                                   "and dataset formats fewshot knows. `fewshot list keys`: every config key that "
                                    "key=value overrides, ablation grids and .toml files may set, with its default "
                                    "and a line of help (--config METHOD adds that method's value).")
     p.add_argument("what", nargs="?", choices=["keys"], help="keys: the config keys instead of the registries")
@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
         print("losses:        ", ", ".join(list_losses()))
     except ImportError:
         pass
+    from fewshot.evaluate.heads import list_heads
+
+    print("heads:         ", ", ".join(list_heads()), "(eval.head / --head)")
     print("datasets:      ", ", ".join(f.name for f in list_formats()))
     print("config keys:    fewshot list keys")
     return 0

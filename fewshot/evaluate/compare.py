@@ -43,16 +43,21 @@ class Comparison:
     difference: PairedDifference
     seed_a: int | None = None
     seed_b: int | None = None
+    head_a: str = "nearest_prototype"
+    head_b: str = "nearest_prototype"
 
 
 def compare_records(a: dict, b: dict) -> Comparison:
-    """Paired difference A - B (percent points) of two records on identical episodes."""
+    """Paired difference A - B (percent points) of two records on identical episodes (two heads on one
+    run's embeddings, or two methods)."""
+    from fewshot.results.records import record_head
+
     check_same_episodes(a, b)
     acc_a = np.asarray(a["per_episode_accuracy"], dtype=np.float64)
     acc_b = np.asarray(b["per_episode_accuracy"], dtype=np.float64)
     return Comparison(a["method"], b["method"], a["setting"], a["dataset"], mean_ci95(acc_a)[0],
                       mean_ci95(acc_b)[0], paired_difference(acc_a, acc_b), a["provenance"].get("seed"),
-                      b["provenance"].get("seed"))
+                      b["provenance"].get("seed"), record_head(a)["label"], record_head(b)["label"])
 
 
 def pair_records(a: list[dict], b: list[dict], where_a: str = "A", where_b: str = "B") -> list[tuple[dict, dict]]:
@@ -98,6 +103,9 @@ def format_comparison(comparison: Comparison, decimals: int = 2) -> str:
     f = f".{decimals}f"
     seed_a = "" if c.seed_a is None else f" (seed {c.seed_a})"
     seed_b = "" if c.seed_b is None else f" (seed {c.seed_b})"
+    if c.head_a != c.head_b:  # two heads (on one run's embeddings, say): name them
+        seed_a += f" [head {c.head_a}]"
+        seed_b += f" [head {c.head_b}]"
     return "\n".join([
         f"{c.dataset} {c.setting}, {d.n} paired episodes",
         f"A {c.method_a}{seed_a}: {c.mean_a:{f}}",

@@ -31,14 +31,37 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
                    episode_files: list[EpisodeFile],
                    method: str, device: torch.device, distance: str = "euclidean", config: dict | None = None,
                    run: str | None = None, precision: str = "fp32", channels_last: bool = False,
-                   batch_episodes: int = 250, extra: dict | None = None) -> list[dict]:
+                   batch_episodes: int = 250, extra: dict | None = None, head=None,
+                   train_split: str = "train") -> list[dict]:
     """One record per episode file. Rows used by all files of a split are embedded once, together.
 
-    `extra` is added to every record (evaluate_run names the checkpoint and its step). With `embed` None,
-    `store` is an embedding file (fewshot.embeddings) and its rows are the cache: nothing is embedded."""
+    `head` (fewshot.evaluate.heads; default nearest prototype with `distance`) scores the episodes; one that needs
+    training-split statistics (SimpleShot's CL2N mean) gets the embeddings of the store's `train_split`,
+    embedded once. `extra` is added to every record (evaluate_run names the checkpoint and its step). With
+    `embed` None, `store` is an embedding file (fewshot.embeddings) and its rows are the cache: nothing is
+    embedded. Ragged (Meta-Dataset) files are scored by nearest prototype (score_ragged_episodes)."""
+    from fewshot.evaluate.heads import create_head
+
     tune_allocator()
+    if head is None:
+        head = create_head("nearest_prototype", distance=distance, batch_episodes=batch_episodes)
+    by_split = _files_by_split(store, episode_files)
+    if any(f.ragged for f in episode_files) and head.name != "nearest_prototype":
+        raise FewshotError(f"head {head.name} scores fixed-shape episodes; ragged (Meta-Dataset) episode files are "
+                           "scored by nearest_prototype: drop --head for them")
+    if head.needs_train_split:
+        if train_split not in store.split_names:
+            raise FewshotError(f"head {head.name} (eval.head_norm={head.norm.kind}) needs the training split "
+                               f"{train_split!r}, which {getattr(store, 'root', None) or getattr(store, 'path', '')} "
+                               "lacks (an embedding file holds one split: export the training split too, or "
+                               "use eval.head_norm=L2N)")
+        train = store.split(train_split)
+        everything = np.arange(len(train))
+        head.fit_split(train.embeddings_of(everything) if embed is None else
+                       sharded.embed_rows(embed, train.images, everything, device, precision=precision,
+                                          channels_last=channels_last))
     records = []
-    for split_name, files in _files_by_split(store, episode_files).items():
+    for split_name, files in by_split.items():
         split = store.split(split_name)
         started = time.perf_counter()
         resolved = [f.resolve(split) for f in files]
@@ -56,11 +79,11 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
                 acc = score_ragged_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
                                             batch.ways, batch.support_counts, batch.query_counts, distance)
             else:
-                acc = sharded.score_episodes(cache, np.searchsorted(needed, support), np.searchsorted(needed, query),
-                                             distance, batch_episodes)
+                acc = head.score(cache, np.searchsorted(needed, support), np.searchsorted(needed, query))
             seconds = embed_seconds / len(files) + time.perf_counter() - t0
             records.append(make_record(method, acc, f.meta, split.checksum, config, run, seconds,
-                                       extra={"distance": distance, **protocol_fields(f, acc), **(extra or {})}))
+                                       extra={"distance": distance, **protocol_fields(f, acc), **(extra or {})},
+                                       head=head.describe()))
     return records
 
 
@@ -92,10 +115,19 @@ def protocol_fields(episode_file: EpisodeFile, accuracies: np.ndarray) -> dict:
 
 def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | Path | None = None,
                  device_name: str = "auto", precision: str | None = None, checkpoint: str = "best",
-                 method: str | None = None) -> list[dict]:
+                 method: str | None = None, eval_settings: dict | None = None) -> list[dict]:
+    """`eval_settings`: `eval.*` head keys (head, head_C, ...) to score with instead of the run's own; the
+    records' config then names them."""
+    from fewshot.config import apply_overrides, head_overrides
+    from fewshot.evaluate.heads import head_from_config
+
     device = resolve_device(device_name)
     with restoring_checkpoint():  # a timm backbone's starting weights: the checkpoint replaces them
         learner, config, summary = load_run(run, checkpoint, device)
+    config.setdefault("eval", {})
+    for key, value in _head_defaults().items():  # runs trained before heads existed
+        config["eval"].setdefault(key, value)
+    apply_overrides(config, head_overrides(eval_settings))
     data = data or summary.get("data")
     if not data:
         raise FewshotError(f"{run} does not say which store it was trained on; pass --data")
@@ -105,43 +137,71 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
     return evaluate_files(learner.embed, Store(data), episode_files, method or config["name"], device,
                           config["eval"]["distance"], config, str(run), precision or t["precision"],
                           t["channels_last"], config["eval"]["batch_episodes"],
-                          extra={"checkpoint": checkpoint, "checkpoint_step": summary.get("checkpoint_step")})
+                          extra={"checkpoint": checkpoint, "checkpoint_step": summary.get("checkpoint_step")},
+                          head=head_from_config(config["eval"]), train_split=t["split"])
 
 
 def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
-                    distance: str = "euclidean") -> list[dict]:
-    """The untrained floor: nearest class mean over raw flattened pixels.
+                    distance: str = "euclidean", eval_settings: dict | None = None) -> list[dict]:
+    """The untrained floor: nearest class mean (or the head of `eval_settings`) over raw flattened pixels.
 
-    Euclidean floors are scored exactly on the integer pixels (fewshot/evaluate/exact.py), on the CPU, so they
-    are the same on every machine; `device_name` is only checked. Cosine goes through the float path."""
-    config = {"backbone": "pixels", "distance": distance}
+    Euclidean nearest-prototype floors of fixed-shape episodes are scored exactly on the integer pixels
+    (fewshot/evaluate/exact.py), on the CPU, so they are the same on every machine; cosine, other heads and
+    ragged files go through the float path. The record's config is {"backbone": "pixels", "distance": ...},
+    with an `eval` section only where a head other than the default is named (the floor keeps its identity)."""
+    from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+    from fewshot.evaluate.heads import head_from_config
+
+    settings = {"eval": {**DEFAULTS["eval"], "distance": distance}}
+    apply_overrides(settings, head_overrides(eval_settings))
+    config: dict = {"backbone": "pixels", "distance": distance}
+    changed = {k: v for k, v in settings["eval"].items() if v != DEFAULTS["eval"][k] and k != "distance"}
+    if changed:
+        config["eval"] = changed
     device = resolve_device(device_name)
     store = Store(data)
-    # Ragged (Meta-Dataset) files go through the float path, which scores any shape; fixed-shape ones exactly.
-    exact = [f for f in episode_files if distance == "euclidean" and not f.ragged]
+    default_head = settings["eval"]["head"] == DEFAULTS["eval"]["head"] and not changed
+    exact = [f for f in episode_files if distance == "euclidean" and default_head and not f.ragged]
     floats = [f for f in episode_files if f not in exact]
     records = _evaluate_pixels_exactly(store, exact, config) if exact else []
     if floats:
-        records += evaluate_files(pixel_embed, store, floats, "pixels", device, distance, config)
+        records += evaluate_files(pixel_embed, store, floats, "pixels", device, distance, config,
+                                  head=head_from_config(settings["eval"]))
     return records
+
+
+def _head_for(distance: str, eval_settings: dict | None):
+    """The head of `eval.*` settings (default: nearest prototype with `distance`)."""
+    from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+    from fewshot.evaluate.heads import head_from_config
+
+    settings = {"eval": {**DEFAULTS["eval"], "distance": distance}}
+    apply_overrides(settings, head_overrides(eval_settings))
+    return head_from_config(settings["eval"])
+
+
+def _head_defaults() -> dict:
+    from fewshot.config import DEFAULTS, HEAD_KEYS
+
+    return {k: DEFAULTS["eval"][k] for k in HEAD_KEYS}
 
 
 def evaluate_pretrained(model: str, data: str | Path, episode_files: list[EpisodeFile], device_name: str = "auto",
                         weights: str = "", pretrained: bool = False, input_size: int = 0,
                         precision: str | None = None, method: str | None = None,
-                        distance: str = "euclidean") -> list[dict]:
+                        distance: str = "euclidean", eval_settings: dict | None = None) -> list[dict]:
     """A frozen timm model (backbone.name = "timm") on fixed episodes, with no training run."""
     device = resolve_device(device_name)
     store = Store(data)
     backbone, config = build_pretrained(model, store_channels(store, episode_files), weights, pretrained,
                                         input_size, device)
     return evaluate_files(backbone, store, episode_files, method or config["name"], device, distance, config,
-                          precision=precision or "fp32")
+                          precision=precision or "fp32", head=_head_for(distance, eval_settings))
 
 
 def evaluate_embeddings(embeddings: str | Path | EmbeddingFile, episode_files: list[EpisodeFile],
                         device_name: str = "auto", method: str | None = None,
-                        distance: str | None = None) -> list[dict]:
+                        distance: str | None = None, eval_settings: dict | None = None) -> list[dict]:
     """Score episode files over an embedding file's rows (`fewshot embed`, or features from any tool).
 
     The scoring and the records are those of `fewshot eval`: an embedding file exported from a run gives the
@@ -159,7 +219,8 @@ def evaluate_embeddings(embeddings: str | Path | EmbeddingFile, episode_files: l
     extra["embeddings"] = {"file": str(file.path) if file.path else None, "checksum": file.checksum}
     return evaluate_files(None, file, episode_files, method or source.get("method") or "embeddings",
                           resolve_device(device_name), distance, config, source.get("run"),
-                          batch_episodes=eval_config.get("batch_episodes", 250), extra=extra)
+                          batch_episodes=eval_config.get("batch_episodes", 250), extra=extra,
+                          head=_head_for(distance, eval_settings))
 
 
 def _evaluate_pixels_exactly(store: Store, episode_files: list[EpisodeFile], config: dict) -> list[dict]:

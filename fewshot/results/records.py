@@ -2,7 +2,9 @@
 
 A record holds the method, resolved config, the episode setting, `mean` and `ci95` (percent, 1.96 * std /
 sqrt(n), ddof 0), `n_episodes`, every `per_episode_accuracy`, and provenance: commit, package versions,
-store and episode checksums, seed, wall time and machine.
+store and episode checksums, seed, wall time and machine, and `head`: the classifier that scored the
+episodes from the embeddings, its settings and label (fewshot/evaluate/heads; records written before heads existed
+lack it and were scored by nearest prototype: `record_head`).
 """
 from __future__ import annotations
 
@@ -24,14 +26,12 @@ from fewshot.provenance import environment, git_commit, now
 
 RECORD_FORMAT = "fewshot-result"
 RECORD_VERSION = 1
-# The head of records without one: every record written before eval heads existed was scored by nearest
-# prototype. (Set to the name fewshot/heads gives its default head.)
-DEFAULT_HEAD = "prototype"
 
 
 def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_checksum: str,
                 config: dict | None = None, run: str | None = None, seconds: float | None = None,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, head: dict | None = None) -> dict:
+    """`head`: the scoring head's `describe()` (name, settings, label); None for nearest prototype's default."""
     per_episode = [round(float(a), 6) for a in accuracies]
     # mean and ci95 from the stored accuracies, as tables recompute them, so the two always agree.
     mean, ci95 = mean_ci95(per_episode)
@@ -63,6 +63,8 @@ def make_record(method: str, accuracies: np.ndarray, episode_meta: dict, store_c
             "time": now(),
         },
     }
+    record["head"] = head or {"name": "nearest_prototype", "norm": "UN", "distance": "euclidean",
+                              "label": "nearest_prototype"}
     if extra:
         record.update(extra)
     return record
@@ -116,21 +118,12 @@ def check_results_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def record_head(record: dict) -> str:
-    """The classifier head a record was scored with; records from before eval heads existed used the default."""
-    head = record.get("head")
-    if not isinstance(head, str):
-        config = (record.get("provenance") or {}).get("config") or {}
-        head = (config.get("eval") or {}).get("head") if isinstance(config.get("eval"), dict) else None
-    return head if isinstance(head, str) and head else DEFAULT_HEAD
-
-
 def evaluation_identity(record: dict) -> tuple:
     """What makes two records the same evaluation: method, run, checkpoint (and its step), head, distance,
     episodes, evaluated split and config. Two records with one identity are one measurement taken twice."""
     p = record["provenance"]
     run = os.path.normpath(p["run"]) if p.get("run") else None
-    return (record["method"], run, record.get("checkpoint"), record.get("checkpoint_step"), record_head(record),
+    return (record["method"], run, record.get("checkpoint"), record.get("checkpoint_step"), record_head(record)["label"],
             record.get("distance"), p["episodes_checksum"], p["store_checksum"], config_digest(p.get("config") or {}))
 
 
@@ -266,3 +259,13 @@ def _is_record(path: Path) -> bool:
         return json.loads(path.read_text()).get("format") == RECORD_FORMAT
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
         return False
+
+
+def record_head(record: dict) -> dict:
+    """The head a record was scored with: its `head` entry, or nearest prototype for records older than heads."""
+    head = record.get("head")
+    if isinstance(head, dict) and "name" in head:
+        return {**head, "label": head.get("label", head["name"])}
+    distance = record.get("distance", "euclidean")
+    label = "nearest_prototype" if distance == "euclidean" else f"nearest_prototype(distance={distance})"
+    return {"name": "nearest_prototype", "norm": "UN", "distance": distance, "label": label}

@@ -14,6 +14,8 @@ Rules, stated again in every table's caption:
 - `baseline`: an extra column per setting with the paired difference row - baseline, mean +- the same
   interval rule applied to the per-episode differences, `*` where p < 0.05 (paired t-test).
 - The raw-pixel floor row (`pixels`) comes last.
+- Records scored by different heads (fewshot/evaluate/heads): one row a (method, head), labelled `method + head`
+  (`head_rows`; ablation tables, whose rows are grid points, turn it off).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import pandas as pd
 
 from fewshot.errors import FewshotError
 from fewshot.stats import CI_DESCRIPTIONS, CI_RULES, format_interval, mean_interval, paired_difference, seed_interval
+from fewshot.results.records import record_head
 
 PIXEL_METHOD = "pixels"
 SIGNIFICANCE = 0.05
@@ -44,9 +47,18 @@ def _column_key(column: str) -> tuple:
     return (" ".join(dataset), *_setting_key(setting))
 
 
-def results_frame(records: list[dict]) -> pd.DataFrame:
-    """Long frame, one row a record: method, seed, setting, dataset, column, mean, ci95, n_episodes,
-    episodes (checksum), accuracy (per-episode array), path. Refuses a column mixing episode sets."""
+HEAD_JOIN = " + "
+
+
+def _is_pixels(method: str) -> bool:
+    return method.split(HEAD_JOIN)[0] == PIXEL_METHOD
+
+
+def results_frame(records: list[dict], head_rows: bool = True) -> pd.DataFrame:
+    """Long frame, one row a record: method, head, seed, setting, dataset, column, mean, ci95, n_episodes,
+    episodes (checksum), accuracy (per-episode array), path. Refuses a column mixing episode sets.
+
+    When the records were scored by more than one head (and `head_rows`), `method` is `method + head`."""
     if not records:
         raise FewshotError("no result records to table")
     datasets = {r["dataset"] for r in records}
@@ -54,13 +66,16 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         column = r["setting"] if len(datasets) == 1 else f"{r['dataset']} {r['setting']}"
         rows.append({
-            "method": r["method"], "seed": r["provenance"].get("seed"), "setting": r["setting"],
+            "method": r["method"], "head": record_head(r)["label"], "seed": r["provenance"].get("seed"),
+            "setting": r["setting"],
             "dataset": r["dataset"], "split": r.get("split"), "column": column, "mean": r["mean"],
             "ci95": r["ci95"], "n_episodes": r["n_episodes"], "episodes": r["provenance"]["episodes_checksum"],
             "accuracy": np.asarray(r["per_episode_accuracy"], dtype=np.float64),
             "path": r.get("_path", f"record of {r['method']!r}"),
         })
     frame = pd.DataFrame(rows)
+    if head_rows and frame["head"].nunique() > 1:
+        frame["method"] = frame["method"] + HEAD_JOIN + frame["head"]
     mixed = frame.groupby("column")["episodes"].nunique()
     if (mixed > 1).any():
         bad = mixed[mixed > 1].index[0]
@@ -107,11 +122,11 @@ class TableData:
 
 
 def summarise(records: list[dict], ci: str = "normal", per_seed: bool = False, baseline: str | None = None,
-              order: list[str] | None = None) -> TableData:
+              order: list[str] | None = None, head_rows: bool = True) -> TableData:
     """Aggregate records into table cells; mark best and tied cells; add paired differences vs `baseline`."""
     if ci not in CI_RULES:
         raise FewshotError(f"unknown interval rule {ci!r}; choose one of {', '.join(CI_RULES)}")
-    frame = results_frame(records)
+    frame = results_frame(records, head_rows)
     frame["seed_text"] = frame["seed"].map(_seed_text)
     frame["row"] = frame["method"]
     if per_seed:
@@ -145,7 +160,7 @@ def summarise(records: list[dict], ci: str = "normal", per_seed: bool = False, b
     columns = sorted(cells["column"].unique(), key=_column_key)
     methods = list(dict.fromkeys(frame["method"]))
     rank = {m: i for i, m in enumerate(order or [])}
-    method_order = sorted(methods, key=lambda m: (m == PIXEL_METHOD, m not in rank, rank.get(m, 0), m))
+    method_order = sorted(methods, key=lambda m: (_is_pixels(m), m not in rank, rank.get(m, 0), m))
     row_method = dict(zip(cells["row"], cells["method"]))
     row_seed = dict(zip(frame["row"], frame["seed_text"]))
     rows = sorted(row_method, key=lambda r: (method_order.index(row_method[r]), len(row_seed[r]), row_seed[r]))
@@ -266,7 +281,7 @@ def render_latex(data: TableData, decimals: int = 2) -> str:
              "\\midrule"]
     method = dict(zip(data.cells["row"], data.cells["method"]))
     for i, (row, cells) in enumerate(zip(data.rows, grid)):
-        if i > 0 and method[row] == PIXEL_METHOD and method[data.rows[i - 1]] != PIXEL_METHOD:
+        if i > 0 and _is_pixels(method[row]) and not _is_pixels(method[data.rows[i - 1]]):
             lines.append("\\midrule")
         numbers = ["--" if c == "-" else "$-$" + c[1:] if c.startswith("-") else c for c in cells[1:]]
         lines.append(" & ".join([latex_escape(cells[0]), *numbers]) + " \\\\")
@@ -302,8 +317,9 @@ def render_csv(data: TableData, decimals: int = 2) -> str:
 
 
 def format_table(records: list[dict], fmt: str = "md", decimals: int = 2, baseline: str | None = None,
-                 ci: str = "normal", per_seed: bool = False, order: list[str] | None = None) -> str:
+                 ci: str = "normal", per_seed: bool = False, order: list[str] | None = None,
+                 head_rows: bool = True) -> str:
     if fmt not in FORMATS:
         raise FewshotError(f"unknown table format {fmt!r}; choose md, csv or latex")
-    data = summarise(records, ci, per_seed, baseline, order)
+    data = summarise(records, ci, per_seed, baseline, order, head_rows)
     return {"md": render_markdown, "csv": render_csv, "latex": render_latex}[fmt](data, decimals)

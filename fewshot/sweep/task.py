@@ -99,7 +99,7 @@ def _train_and_evaluate(task: PointTask, log: Callable[[str], None]) -> tuple[st
     how = train_or_reuse(task.config, task.data, run_dir, task.progress, task.device, log, train_fn=trainer)
     # Evaluation runs in this process (on the first GPU, where training used several under torchrun).
     records = evaluate_and_write(run_dir, task.data, todo, task.results, task.device, task.precision,
-                                 method=task.method, extra=task.extra)
+                                 method=task.method, extra=task.extra, eval_settings=task.config.get("eval"))
     for record in records:
         log(f"  {record['setting']}: {record_summary(record)} -> {record['_path']}")
     return how, [(r["setting"], record_summary(r), r["_path"]) for r in records]

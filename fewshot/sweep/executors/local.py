@@ -20,9 +20,9 @@ def _init_worker(threads: int, parent: int | None = None) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_indexed(item: tuple[int, PointTask]) -> tuple[int, dict]:
-    index, task = item
-    return index, run_task(task)
+def _run_group(items: list[tuple[int, PointTask]]) -> list[tuple[int, dict]]:
+    """Points that share one run folder (they differ only in their eval head), one after the other."""
+    return [(index, run_task(task)) for index, task in items]
 
 
 @EXECUTORS.register("local")
@@ -48,13 +48,18 @@ class LocalPool:
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+        # A sweep of eval.head shares one run between points: those go to one worker, in order, so two workers
+        # never train one folder (its lock would refuse the second).
+        groups: dict[str, list[tuple[int, PointTask]]] = {}
+        for index, task in enumerate(tasks):
+            groups.setdefault(task.run_dir, []).append((index, task))
+        with ProcessPoolExecutor(max_workers=min(self.jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-            futures = [pool.submit(_run_indexed, (index, task)) for index, task in enumerate(tasks)]
+            futures = [pool.submit(_run_group, group) for group in groups.values()]
             try:
                 for future in as_completed(futures):
-                    index, outcome = future.result()
-                    yield tasks[index], outcome
+                    for index, outcome in future.result():
+                        yield tasks[index], outcome
             except BaseException:
                 for future in futures:
                     future.cancel()
