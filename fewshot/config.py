@@ -202,6 +202,15 @@ KEY_HELP: dict[str, str] = {
     "train.episodes_per_step": "episodes a step, the global batch of episodic learners",
     "train.sync_batchnorm": "SyncBatchNorm across processes (GPUs)",
     "eval.distance": "euclidean or cosine nearest-prototype scoring",
+    "eval.head": "classifier head scoring the episodes: nearest_prototype, simpleshot, logistic or finetune",
+    "eval.head_norm": "features a head sees: UN, L2N, CL2N (SimpleShot's centred L2), or default (the head's own)",
+    "eval.head_C": "logistic head: inverse L2 penalty (scikit-learn's C; RFS uses 1)",
+    "eval.head_classifier": "finetune head: linear or cosine classifier",
+    "eval.head_epochs": "finetune head: passes over the support set",
+    "eval.head_lr": "finetune head: SGD learning rate",
+    "eval.head_batch": "finetune head: support images a minibatch",
+    "eval.head_weight_decay": "finetune head: SGD weight decay",
+    "eval.head_seed": "finetune head: seed of its initialisation and minibatch order",
     "eval.batch_episodes": "episodes scored at once (memory bound; results do not depend on it)",
 }
 
@@ -273,7 +282,6 @@ CHECKS: dict[str, Check] = {
     "loss.distance": one_of(*DISTANCES),
     "eval.distance": one_of(*DISTANCES),
     "episodes.protocol": one_of("fixed", "within-parent"),
-    "cir.apply_to": one_of("all", "anchors"),
     "loss.margin": finite(0.0),
     "loss.center_margin": finite(0.0),
     "loss.scale": finite(0.0, low_open=True),

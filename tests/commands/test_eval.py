@@ -58,7 +58,7 @@ def test_eval_prints_the_numbers_table_prints(tiny_store, tmp_path, capsys, monk
     accuracies = _rounding_trap()
     import fewshot.evaluate.run as run
 
-    def fake_pixels(data, files, device_name="auto", distance="euclidean"):
+    def fake_pixels(data, files, device_name="auto", distance="euclidean", eval_settings=None):
         return [make_record("pixels", accuracies, files[0].meta, "s" * 64, {"backbone": "pixels"})]
 
     monkeypatch.setattr(run, "evaluate_pixels", fake_pixels)

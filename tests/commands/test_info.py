@@ -25,7 +25,7 @@ def test_info_on_an_episode_file_a_record_and_a_run(tiny_store, tiny_train_overr
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"pixels on synthetic test 3w1s (2 queries a class), 10 episodes: " in out
-    assert "no run (pixels), head prototype, distance euclidean" in out
+    assert "no run (pixels), head nearest_prototype, distance euclidean" in out
     train(load_config("protonet", tiny_train_overrides), tiny_store, tmp_path / "run", progress=False)
     assert main(["info", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out

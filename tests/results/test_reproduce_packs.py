@@ -45,6 +45,11 @@ def test_the_configs_resolve_to_the_published_protocols(pack):
         assert config["name"] == path.stem  # records and run folders are named by the file
         t, o = config["train"], config["optim"]
         assert (t["val_ways"], t["val_queries"], t["val_every"] > 0) == (5, 15, True)  # chosen on val
+        if path.stem == "rfs-ce-resnet12":  # Tian et al. 2020: cross-entropy, then logistic regression (C = 1)
+            assert (config["learner"], config["loss"]["name"], config["eval"]["head"], config["eval"]["head_C"]) == (
+                "classifier", "cross_entropy", "logistic", 1.0)
+            assert (o["name"], o["lr"], o["momentum"], o["weight_decay"]) == ("sgd", 0.05, 0.9, 5e-4)
+            continue
         if path.stem.startswith("protonet-"):
             ways, shots = PROTONET[path.stem.rsplit("-", 1)[1]]
             e = config["episodes"]
@@ -97,9 +102,9 @@ def test_reproduce_sh_runs_end_to_end_on_a_fixture(pack, tmp_path):
            "EPISODES": " ".join(map(str, episodes)), "FEWSHOT": f"{sys.executable} -m fewshot",
            "OMP_NUM_THREADS": "1"}
     # Every learner, both backbones, CIR on and off, 1- and 5-shot ProtoNet: the script's every step for a subset of
-    # its 12 configs (all of them take minutes on 2 cores; each config's protocol is checked above without training).
+    # its 13 configs (all of them take minutes on 2 cores; each config's protocol is checked above without training).
     names = (["center-cir-resnet12", "center-conv4", "protonet-conv4-1shot", "protonet-resnet12-5shot",
-              "siamese-triplet-cir-conv4", "siamese-triplet-resnet12"] if pack == "miniimagenet"
+              "rfs-ce-resnet12", "siamese-triplet-cir-conv4", "siamese-triplet-resnet12"] if pack == "miniimagenet"
              else ["center-conv4", "protonet-conv4-1shot", "siamese-triplet-cir-resnet12"])
     env["ONLY"] = " ".join(names)
     script = ROOT / "results" / pack / "reproduce.sh"
@@ -115,12 +120,16 @@ def test_reproduce_sh_runs_end_to_end_on_a_fixture(pack, tmp_path):
         assert record["dataset"] == pack
     settings = {load_episode_file(f).setting for f in episodes}
     assert by_method == {name: settings for name in [*names, "pixels"]}
+    heads = {r["method"]: r["head"]["name"] for r in records}
+    assert all(heads[name] == ("logistic" if name.startswith("rfs-") else "nearest_prototype") for name in names), heads
     for name in names:
         run = json.loads((work / name / "run.json").read_text())
         assert run["status"] == "finished" and run["steps"] == 2
         assert (results / "curves" / f"{name}.png").stat().st_size > 0
     table = (results / "table.md").read_text()
-    assert all(f"| {name} |" in table for name in [*names, "pixels"])
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    # With several heads in one table a row is "method + head" (rfs-ce-resnet12 + logistic).
+    assert all(any(row == name or row.startswith(f"{name} + ") for row in rows) for name in [*names, "pixels"]), rows
     assert f"configs={len(names)}" in (results / "wall_time.txt").read_text()
 
     # A second run (of two configs, to keep the test short) skips the finished runs and trains nothing again.
