@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                    help="best (the best validation step; the last one without validation), last, or step-N: "
                         "the weights of step N, kept by train.keep_every (default: best)")
     p.add_argument("--method", help="method name in the record (default: the config's name)")
+    p.add_argument("--layout", choices=["config", "auto", "channels_last", "nchw"], default="config",
+                   help="memory layout of the images while embedding: the run's train.channels_last (config, "
+                        "the default), auto (the faster on this machine, timed once and cached), or one given")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -57,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
             raise FewshotError("--backbone pixels needs --data, the prepared store")
         records = evaluate_pixels(args.data, files, args.device)
     else:
-        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method)
+        records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method,
+                               args.layout)
     if not distributed.is_writer():
         return 0
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:
