@@ -1,6 +1,6 @@
 """End to end against the peers: `fewshot eval` of a Conv-4 ProtoNet on Omniglot vs easyfsl's and learn2learn's loops.
 
-    .venv/bin/python benchmarks/bench_peers.py [--install] [--rounds 3] [--steps 200] [--quick] [--json FILE]
+    .venv/bin/python benchmarks/bench_peers.py [--install] [--rounds 2] [--steps 200] [--quick] [--json FILE]
 
 Real Omniglot (../shared/data/omniglot, or --src) is prepared into benchmarks/.peers-work/ (git-ignored),
 where a Conv-4 ProtoNet is trained for --steps steps (20-way 5-shot; the figures here are about speed, and
