@@ -4,7 +4,7 @@
 
 Each benchmark runs in its own process (its memory figures are its own) with this interpreter; its output
 streams through. Benchmarks that report targets (bench_sampling, bench_eval, bench_protocols, bench_heads,
-bench_train_step, bench_open_tiered) also write JSON, from which the closing summary is printed. --quick passes --quick to
+bench_embed, bench_train_step, bench_open_tiered, bench_peers) also write JSON, from which the closing summary is printed. --quick passes --quick to
 those that have it (fewer rounds, smaller counts; for a smoke run). Exit status: 0 if every benchmark ran,
 1 otherwise (a missed target is reported, not an error: figures on a shared machine vary).
 """
@@ -26,11 +26,13 @@ BENCHMARKS = [
     ("bench_eval.py", [], True),            # scoring 10k episodes from cached embeddings; memory 10k vs 100k
     ("bench_protocols.py", [], True),       # Meta-Dataset sampling vs plain Python; ragged vs fixed scoring
     ("bench_heads.py", [], True),           # batched logistic head vs the RFS sklearn loop; SimpleShot vs prototypes
+    ("bench_embed.py", [], True),           # embed_rows vs the bare forward pass; layout "auto"
     ("bench_train_step.py", [], True),      # real step vs bare forward+backward (ProtoNet, siamese, CIR)
     ("bench_open_store.py", [], False),     # open a miniImageNet-sized store, sample 1,000 episodes
     ("bench_open_tiered.py", [], True),     # tieredImageNet-sized (sparse) store: open, sample, RSS
     ("bench_tiered_convert.py", [], False),  # convert a tieredImageNet-format source (PNG pickles)
     ("bench_distributed.py", [], False),    # 1 process vs N processes training
+    ("bench_peers.py", [], True),           # fewshot eval vs easyfsl and learn2learn, whole processes, real Omniglot
 ]
 
 

@@ -79,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 50,
         "device": "auto",
         "precision": "fp32",
-        "channels_last": True,
+        "channels_last": True,  # or false, or "auto": timed once per machine and backbone (fewshot/layout.py)
         "compile": False,
         "augment": False,
         "max_grad_norm": 0.0,
@@ -319,8 +319,32 @@ def check_config(config: dict, where: str) -> None:
         check_value(key, value, where)
 
 
+# Keys that take true, false or "auto" (fewshot.layout: the memory layout timed once per machine and cached).
+LAYOUT_KEYS = {"train.channels_last"}
+
+
+def check_layout_setting(value: Any, what: str = "train.channels_last") -> bool | str:
+    """True, False or "auto" (also "true"/"false"/"1"/"0"/"yes"/"no" as text); anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+    raise FewshotError(f"{what} must be true, false or \"auto\", got {value!r}")
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     default = VALID_KEYS[key]
+    if key in LAYOUT_KEYS:
+        try:
+            return check_layout_setting(value, key)
+        except FewshotError as exc:
+            raise FewshotError(f"{where}: {exc}") from None
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

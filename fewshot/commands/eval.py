@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
                                   "nearest_prototype (default), simpleshot, logistic, finetune (`fewshot list`)")
     p.add_argument("settings", nargs="*", metavar="eval.KEY=VALUE",
                    help="head switches, e.g. eval.head_C=0.1 eval.head_norm=L2N (fewshot/config.py DEFAULTS)")
+    p.add_argument("--layout", choices=["config", "auto", "channels_last", "nchw"], default="config",
+                   help="memory layout of the images while embedding: the run's train.channels_last (config, "
+                        "the default), auto (the faster on this machine, timed once and cached), or one given")
     add_device(p)
     p.set_defaults(func=run)
     from fewshot.commands.bench import _IntermixedParser
@@ -94,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
                                       eval_settings=settings)
     else:
         records = evaluate_run(args.run, files, args.data, args.device, args.precision, args.checkpoint, args.method,
-                               eval_settings=settings)
+                               eval_settings=settings, layout=args.layout)
     if not distributed.is_writer():
         return 0
     if args.out and Path(args.out).suffix == ".json" and len(records) > 1:

@@ -10,23 +10,25 @@ from fewshot.data.store import MappedReader
 from fewshot.device import autocast, to_float_images
 
 
-@torch.no_grad()
 def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
                device: torch.device, batch_size: int = 500, precision: str = "fp32",
                channels_last: bool = False) -> torch.Tensor:
     """Embeddings (len(rows), D) float32 on CPU of `images[rows]` (rows sorted for sequential memmap reads).
 
-    The reader gives the memory map's pages back as it goes, so embedding a large split keeps RSS bounded.
+    The forward passes run under inference mode (no autograd bookkeeping at all); the result is an
+    ordinary tensor (concatenated outside it), so callers may change it in place. The reader gives the
+    memory map's pages back as it goes, so embedding a large split keeps RSS bounded.
     """
     chunks = []
     reader = MappedReader(images)
     rows = np.asarray(rows, dtype=np.int64)
-    for start in range(0, len(rows), batch_size):
-        block = torch.from_numpy(reader.take(rows[start:start + batch_size]))
-        x = to_float_images(block, device, channels_last)
-        with autocast(device, precision):
-            out = embed(x)
-        chunks.append(out.float().cpu())
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            block = torch.from_numpy(reader.take(rows[start:start + batch_size]))
+            x = to_float_images(block, device, channels_last)
+            with autocast(device, precision):
+                out = embed(x)
+            chunks.append(out.float().cpu())
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 

@@ -1,6 +1,7 @@
 """Evaluate a trained run (or raw pixels) on fixed episode files: embed once, score all, one record a file."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,16 @@ from fewshot.runs import load_run
 
 # Recorded in exact floor records: what made them independent of the machine.
 EXACT_SCORING = "exact integer nearest class mean (ties to the lowest class index)"
+
+
+def embed_batch(image_shape: tuple[int, ...]) -> int:
+    """Images embedded a batch: about 1.5 million input values (2,000 at 28x28x1), at least 500 (84x84x3).
+
+    benchmarks/bench_embed.py, Conv-4 on 2 cores: at 28x28x1, 2,000 a batch embedded 1.3x more images a
+    CPU-second than 500; at 84x84x3, 250-1,000 measured the same. The first layer's output of a batch of
+    2,000 at 28x28 is 400 MB, which is what the larger batch costs in peak memory.
+    """
+    return max(500, min(2000, 1_572_864 // max(1, int(np.prod(image_shape)))))
 
 
 def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: Store | EmbeddingFile,
@@ -69,8 +80,8 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
         needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
         # Under torchrun the ranks share embedding and scoring; each gets the single-process numbers.
         cache = (split.embeddings_of(needed) if embed is None else
-                 sharded.embed_rows(embed, split.images, needed, device, precision=precision,
-                                    channels_last=channels_last))
+                 sharded.embed_rows(embed, split.images, needed, device, embed_batch(split.image_shape),
+                                    precision=precision, channels_last=channels_last))
         embed_seconds = time.perf_counter() - started
         for f, (support, query), batch in zip(files, rows, resolved):
             t0 = time.perf_counter()
@@ -113,14 +124,23 @@ def protocol_fields(episode_file: EpisodeFile, accuracies: np.ndarray) -> dict:
     return fields
 
 
+# --layout of `fewshot eval`: the run's train.channels_last ("config"), or one given here.
+EVAL_LAYOUTS = {"config": None, "auto": "auto", "channels_last": True, "nchw": False}
+
+
 def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | Path | None = None,
                  device_name: str = "auto", precision: str | None = None, checkpoint: str = "best",
-                 method: str | None = None, eval_settings: dict | None = None) -> list[dict]:
-    """`eval_settings`: `eval.*` head keys (head, head_C, ...) to score with instead of the run's own; the
-    records' config then names them."""
+                 method: str | None = None, eval_settings: dict | None = None, layout: str = "config") -> list[dict]:
+    """Records of a trained run. `eval_settings`: `eval.*` head keys (head, head_C, ...) to score with instead
+    of the run's own; the records' config then names them. `layout`: the images' memory layout while embedding
+    (EVAL_LAYOUTS); "auto" (given here or as the run's train.channels_last) is the faster one on this machine
+    (fewshot.layout)."""
     from fewshot.config import apply_overrides, head_overrides
     from fewshot.evaluate.heads import head_from_config
+    from fewshot.layout import resolve_channels_last
 
+    if layout not in EVAL_LAYOUTS:
+        raise FewshotError(f"layout {layout!r} is not one of {', '.join(EVAL_LAYOUTS)}")
     device = resolve_device(device_name)
     with restoring_checkpoint():  # a timm backbone's starting weights: the checkpoint replaces them
         learner, config, summary = load_run(run, checkpoint, device)
@@ -132,11 +152,21 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
     if not data:
         raise FewshotError(f"{run} does not say which store it was trained on; pass --data")
     t = config["train"]
-    if t["channels_last"]:
+    store = Store(data)
+    setting = t["channels_last"] if EVAL_LAYOUTS[layout] is None else EVAL_LAYOUTS[layout]
+    channels_last = setting
+    if setting == "auto":
+        splits = [f.meta["split"] for f in episode_files if f.meta["split"] in store.split_names]
+        height, width, channels = store.split(splits[0] if splits else store.split_names[0]).image_shape
+        channels_last = resolve_channels_last("auto", learner, (channels, height, width), device,
+                                              embed_batch((height, width, channels)),
+                                              "eval", json.dumps(config["backbone"], sort_keys=True),
+                                              forward=learner.embed)
+    if channels_last:
         learner = learner.to(memory_format=torch.channels_last)
-    return evaluate_files(learner.embed, Store(data), episode_files, method or config["name"], device,
+    return evaluate_files(learner.embed, store, episode_files, method or config["name"], device,
                           config["eval"]["distance"], config, str(run), precision or t["precision"],
-                          t["channels_last"], config["eval"]["batch_episodes"],
+                          bool(channels_last), config["eval"]["batch_episodes"],
                           extra={"checkpoint": checkpoint, "checkpoint_step": summary.get("checkpoint_step")},
                           head=head_from_config(config["eval"]), train_split=t["split"])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import time
@@ -28,6 +29,7 @@ from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.episodes.source import BatchSource
 from fewshot.errors import FewshotError, environment_error
 from fewshot.evaluate.distributed import evaluate_episodes
+from fewshot.layout import resolve_channels_last
 from fewshot.learners import Learner, create_learner
 from fewshot.locks import LOCK_NAME, hold_folder
 from fewshot.memory import is_out_of_memory, out_of_memory_message
@@ -169,7 +171,12 @@ class _TrainingRun:
         torch.manual_seed(config["seed"])
         height, width, channels = self.split.image_shape
         self.learner = create_learner(config, channels, (height, width), self.split.n_classes).to(self.device)
-        if self.t["channels_last"]:
+        # train.channels_last true, false or "auto" (the faster layout on this machine, timed once and cached).
+        self.channels_last = resolve_channels_last(self.t["channels_last"], self.learner, (channels, height, width),
+                                                   self.device, batch=256, mode="train",
+                                                   backbone=json.dumps(config["backbone"], sort_keys=True),
+                                                   forward=self.learner.embed)
+        if self.channels_last:
             self.learner = self.learner.to(memory_format=torch.channels_last)
         self.optimizer, self.scheduler = build_optimizer(self.learner, config)
         self.source = BatchSource(self.learner.batch_kind, self.split, config, config["seed"])
@@ -244,7 +251,7 @@ class _TrainingRun:
     def train_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimizer step on this rank's batches; loss and metrics come back as global means."""
         t = self.t
-        batches = [self.source.next(self.device, t["channels_last"]) for _ in range(self.source.batches_per_step)]
+        batches = [self.source.next(self.device, self.channels_last) for _ in range(self.source.batches_per_step)]
         self.optimizer.zero_grad(set_to_none=True)
         loss, metrics = backward_step(self.forward, batches, lambda: autocast(self.device, t["precision"]))
         if t["max_grad_norm"] > 0:
@@ -260,7 +267,7 @@ class _TrainingRun:
         self.learner.eval()
         acc = evaluate_episodes(self.learner.embed, self.val_split, self.val_batch, self.device,
                                 self.config["eval"]["distance"], precision=self.t["precision"],
-                                channels_last=self.t["channels_last"])
+                                channels_last=self.channels_last)
         self.learner.train()
         val_acc, val_ci = mean_ci95(acc)
         row.update(val_acc=round(val_acc, 3), val_ci95=round(val_ci, 3))

@@ -71,6 +71,40 @@ def test_batching_episodes_does_not_change_results():
     assert np.allclose(reference * 15, np.round(reference * 15))
 
 
+def test_exactly_equal_distances_go_to_the_first_class_of_the_episode():
+    # 1-D: A's support at 0, B's at 10; both queries at 5, exactly 5 from each prototype (exact in float32).
+    # The tie goes to the episode's first class: A's query is right, B's is wrong; with the classes swapped
+    # in the episode, B comes first and the outcome swaps (still 50%).
+    embeddings = _points(0, 10, 5, 5)
+    support = np.array([[[0], [1]]])
+    query = np.array([[[2], [3]]])
+    assert score_episodes(embeddings, support, query).tolist() == [0.5]
+    many = score_episodes(embeddings, np.repeat(support, 40, 0), np.repeat(query, 40, 0), batch_episodes=7)
+    assert many.tolist() == [0.5] * 40
+    # Query of A at 5 and of B at 5: only A's counts; so a query of B alone at the tie point scores 0.
+    assert score_episodes(embeddings, support, np.array([[[0], [3]]])).tolist() == [0.5]
+    assert score_episodes(_points(0, 10, 5), support, np.array([[[0], [2]]])).tolist() == [0.5]
+    assert score_episodes(_points(0, 10, 5), np.array([[[1], [0]]]), np.array([[[1], [2]]])).tolist() == [0.5]
+
+
+def test_scores_equal_a_plain_distance_argmin_on_exact_integer_embeddings():
+    # Small integers and 4 shots (prototypes are multiples of 1/4): every distance is exact in float32, so any
+    # correct arithmetic must give these answers, ties included (first class wins). 300 episodes of 5-way
+    # 4-shot 4-query over 12-d points in 0..3.
+    generator = torch.Generator().manual_seed(1)
+    embeddings = torch.randint(0, 4, (240, 12), generator=generator).float()
+    support, query = EpisodeSampler(np.full(8, 30), 5, 4, 4, seed=2).sample(300).rows(np.arange(8) * 30)
+    protos = embeddings[torch.from_numpy(support).long()].double().mean(dim=2)  # (E, N, D)
+    queries = embeddings[torch.from_numpy(query).long()].double().flatten(1, 2)  # (E, N*Q, D)
+    distances = ((queries[:, :, None, :] - protos[:, None, :, :]) ** 2).sum(-1)
+    best = distances.argmin(dim=2)  # first minimum on ties
+    expected = (best == torch.arange(5).repeat_interleave(4)).double().mean(dim=1).numpy()
+    ties = (distances == distances.min(dim=2, keepdim=True).values).sum(dim=2) > 1
+    assert ties.sum() > 20  # the case is tie-prone, so the rule is exercised
+    for size in (1, 7, 300):
+        assert np.array_equal(score_episodes(embeddings, support, query, batch_episodes=size), expected)
+
+
 def test_evaluate_episodes_embeds_only_the_needed_rows_once(tiny_store):
     split = Store(tiny_store).split("test")
     batch = EpisodeSampler(split.class_counts, 3, 1, 2, seed=0).sample(4)
