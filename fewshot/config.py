@@ -310,6 +310,8 @@ def check_config(config: dict, where: str) -> None:
     for key, value in _flatten(config).items():
         if key not in VALID_KEYS or value is None:
             continue
+        if key in LAYOUT_KEYS and value == "auto":  # true, false or "auto" (fewshot.layout)
+            continue
         default = VALID_KEYS[key]
         numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
         if isinstance(default, bool) != isinstance(value, bool) or (
