@@ -89,6 +89,11 @@ def time_layouts(model: torch.nn.Module, input_shape: tuple[int, int, int], devi
     The model is left in NCHW; random inputs (the cost does not depend on values).
     """
     forward = forward or model
+    # Timing must leave no trace: a training forward moves BatchNorm's running statistics, and the random
+    # input draws from torch's generator. Both are put back, so "auto" trains the weights true/false would.
+    saved_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved_rng = torch.get_rng_state()
+    saved_cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     x = torch.rand(batch, *input_shape, device=device)
     inputs = {"channels_last": x.contiguous(memory_format=torch.channels_last), "nchw": x.contiguous()}
     formats = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
@@ -121,6 +126,12 @@ def time_layouts(model: torch.nn.Module, input_shape: tuple[int, int, int], devi
         model.to(memory_format=torch.contiguous_format)
         if mode == "train":
             model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                value.copy_(saved_state[key])
+        torch.set_rng_state(saved_rng)
+        if saved_cuda_rng is not None:
+            torch.cuda.set_rng_state(saved_cuda_rng, device)
     return {name: statistics.median(values) / batch for name, values in seconds.items()}
 
 
