@@ -5,7 +5,8 @@ command-line counts and ablation specs are checked before any work; no name is t
 from __future__ import annotations
 
 import json
-import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,24 +19,11 @@ from fewshot.results.records import safe_name
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes.queries": 2, "train.steps": 2,
-        "train.val_every": 0, "train.checkpoint_every": 2, "train.log_every": 1, "train.device": "cpu",
-        "train.channels_last": False}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_helpers import TINY, error_of  # noqa: E402
+
+TINY = {**TINY, "train.steps": 2}
 TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
-ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
-
-
-def error_of(argv: list, capsys) -> str:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    assert code == 2, (code, captured.err)
-    assert "Traceback" not in captured.err
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and ERROR_LINE.match(lines[0]), captured.err
-    return lines[0]
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,32 +24,8 @@ from fewshot.episodes.files import make_episode_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes.queries": 2, "train.steps": 4,
-        "train.val_every": 0, "train.checkpoint_every": 2, "train.log_every": 1, "train.device": "cpu",
-        "train.channels_last": False}
-TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
-ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
-
-
-def error_of(argv: list, capsys) -> str:
-    """Run the CLI; assert exit code 2 and one error line without a traceback; return it."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    assert code == 2, (code, captured.err)
-    assert "Traceback" not in captured.err
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and ERROR_LINE.match(lines[0]), captured.err
-    return lines[0]
-
-
-def ok(argv: list, capsys) -> str:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_helpers import TINY, TINY_ARGS, error_of, ok  # noqa: E402
 
 
 def _mount(args: list[str]) -> subprocess.CompletedProcess:
