@@ -29,14 +29,9 @@ MINI_SHAPE = (84, 84, 3)
 
 def machine() -> str:
     """One line: CPU model, cores, memory, Python, torch, load average when measured."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from fewshot.layout import cpu_model
+
+    model = cpu_model()
     try:
         mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):

@@ -52,6 +52,7 @@ from typing import Any, Callable
 from fewshot.bench import (DEFAULT_COUNT, DEFAULT_QUERIES, EPISODE_SEED, check_episode_files, fixed_episode_files,
                            index_records, missing_files, run_folder, store_id)
 from fewshot.config import DEFAULTS, VALID_KEYS, apply_overrides, config_digest, load_config, unknown_key_message
+from fewshot.config import flat as flat_config
 from fewshot.data.store import Store
 from fewshot.episodes.files import load_episode_file
 from fewshot.errors import FewshotError
@@ -101,16 +102,6 @@ class Point:
     @property
     def digest(self) -> str:
         return config_digest(self.config)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _as_list(value: Any, what: str, spec: Path) -> list:
@@ -163,7 +154,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
         raise FewshotError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(sorted(SPEC_KEYS))}")
     for key in ("name", "config", "data", "out", "device", "description"):
         _text_value(raw, key, path)
-    grid = _flatten(_table(raw, "grid", path))
+    grid = flat_config(_table(raw, "grid", path))
     if not grid:
         raise FewshotError(f"{path}: the [grid] is empty; list at least one config key with its values")
     for key, values in grid.items():
@@ -178,7 +169,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
     if not isinstance(baselines, list) or not all(isinstance(b, dict) and b for b in baselines):
         raise FewshotError(f"{path}: baselines must be a list of override tables, e.g. baselines = "
                            "[{ \"cir.enabled\" = false }]")
-    baselines = [_flatten(b) for b in baselines]
+    baselines = [flat_config(b) for b in baselines]
     for b in baselines:
         for key in b:
             if key != CONFIG_KEY and key not in VALID_KEYS:
@@ -194,7 +185,7 @@ def load_spec(path: str | os.PathLike, data: str | None = None, out: str | None 
         raise FewshotError(f"{path}: unknown [episodes] key {unknown[0]!r}; use {', '.join(sorted(EPISODE_KEYS))}")
     name = str(raw.get("name") or path.stem)
     seeds = _ints(raw.get("seeds", [0]), "seeds", path, low=0)
-    overrides = _flatten(_table(raw, "overrides", path))
+    overrides = flat_config(_table(raw, "overrides", path))
     for text in extra_overrides or []:
         if "=" not in text:
             raise FewshotError(f"override {text!r} is not key=value (for example train.steps=100)")

@@ -30,19 +30,22 @@ def cache_path() -> Path:
     return Path(base) / "fewshot" / "layout.json"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown CPU" where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def machine_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name and core count (what the choice depends on)."""
     if device.type == "cuda":
         return f"cuda {torch.cuda.get_device_name(device)}"
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu {model} x{os.cpu_count()}"
+    return f"cpu {cpu_model()} x{os.cpu_count()}"
 
 
 def layout_key(model: torch.nn.Module, input_shape: tuple[int, int, int], device: torch.device, batch: int,

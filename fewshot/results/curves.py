@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from fewshot.atomic import write_bytes_atomic
+from fewshot.config import flat as flat_config
 from fewshot.errors import FewshotError
 
 # Keys that never tell two runs apart in a label: bookkeeping, or the name itself (shown separately).
@@ -88,16 +89,6 @@ def loss_name(config: dict | None) -> str | None:
     return None if loss is None else str(loss)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -116,7 +107,7 @@ def run_labels(configs: list[dict | None], fallback: list[str]) -> list[str]:
     """
     if len(configs) < 2 or any(c is None for c in configs):
         return list(fallback)
-    flats = [_flatten(c) for c in configs]
+    flats = [flat_config(c) for c in configs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     differing = [k for k in keys if k not in _LABEL_SKIP and len({json.dumps(f.get(k)) for f in flats}) > 1]
     names_differ = len({c.get("name") for c in configs}) > 1
