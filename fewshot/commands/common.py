@@ -11,14 +11,19 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision autocast on GPU (bf16/fp16); fp32 is exact (default: the config's)")
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, wanted: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """Counts: 1 or more."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def add_backbone_source(parser: argparse.ArgumentParser) -> None:
@@ -62,10 +67,4 @@ def note_random_weights(args: argparse.Namespace) -> None:
 
 def non_negative_int(text: str) -> int:
     """Seeds and limits: 0 or more (numpy's generators refuse negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _int_at_least(text, 0, "0 or more")

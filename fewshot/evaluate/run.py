@@ -179,35 +179,41 @@ def evaluate_pixels(data: str | Path, episode_files: list[EpisodeFile], device_n
     (fewshot/evaluate/exact.py), on the CPU, so they are the same on every machine; cosine, other heads and
     ragged files go through the float path. The record's config is {"backbone": "pixels", "distance": ...},
     with an `eval` section only where a head other than the default is named (the floor keeps its identity)."""
-    from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+    from fewshot.config import DEFAULTS
     from fewshot.evaluate.heads import head_from_config
 
-    settings = {"eval": {**DEFAULTS["eval"], "distance": distance}}
-    apply_overrides(settings, head_overrides(eval_settings))
+    settings = _eval_settings(distance, eval_settings)
     config: dict = {"backbone": "pixels", "distance": distance}
-    changed = {k: v for k, v in settings["eval"].items() if v != DEFAULTS["eval"][k] and k != "distance"}
+    changed = {k: v for k, v in settings.items() if v != DEFAULTS["eval"][k] and k != "distance"}
     if changed:
         config["eval"] = changed
     device = resolve_device(device_name)
     store = Store(data)
-    default_head = settings["eval"]["head"] == DEFAULTS["eval"]["head"] and not changed
+    default_head = settings["head"] == DEFAULTS["eval"]["head"] and not changed
     exact = [f for f in episode_files if distance == "euclidean" and default_head and not f.ragged]
     floats = [f for f in episode_files if f not in exact]
     records = _evaluate_pixels_exactly(store, exact, config) if exact else []
     if floats:
         records += evaluate_files(pixel_embed, store, floats, "pixels", device, distance, config,
-                                  head=head_from_config(settings["eval"]))
+                                  head=head_from_config(settings))
     return records
+
+
+def _eval_settings(distance: str, eval_settings: dict | None) -> dict:
+    """The `eval` section a model without a run config is scored with: the defaults, `distance`, and the
+    given `eval.*` head settings."""
+    from fewshot.config import DEFAULTS, apply_overrides, head_overrides
+
+    settings = {"eval": {**DEFAULTS["eval"], "distance": distance}}
+    apply_overrides(settings, head_overrides(eval_settings))
+    return settings["eval"]
 
 
 def _head_for(distance: str, eval_settings: dict | None):
     """The head of `eval.*` settings (default: nearest prototype with `distance`)."""
-    from fewshot.config import DEFAULTS, apply_overrides, head_overrides
     from fewshot.evaluate.heads import head_from_config
 
-    settings = {"eval": {**DEFAULTS["eval"], "distance": distance}}
-    apply_overrides(settings, head_overrides(eval_settings))
-    return head_from_config(settings["eval"])
+    return head_from_config(_eval_settings(distance, eval_settings))
 
 
 def _head_defaults() -> dict:

@@ -39,8 +39,6 @@ TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
 ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
 
 
-
-
 def error_of(argv: list, capsys) -> str:
     """Run the CLI; assert exit code 2 and exactly one error line without a traceback; return that line."""
     try:
@@ -70,19 +68,6 @@ def trained_run(tiny_store, tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def episodes_file(tiny_store, tmp_path_factory) -> Path:
-    """10 episodes, 3-way 1-shot 2-query, from the tiny store's test split."""
-    path = tmp_path_factory.mktemp("bad-input-episodes") / "test-3w1s.npz"
-    make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 10, seed=0).save(path)
-    return path
-
-
-@pytest.fixture
-def store_copy(tiny_store, tmp_path) -> Path:
-    copy = tmp_path / "store"
-    shutil.copytree(tiny_store, copy)
-    return copy
 
 
 # --- names -----------------------------------------------------------------------------------------------

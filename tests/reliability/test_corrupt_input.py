@@ -21,7 +21,6 @@ import torch
 from PIL import Image, ImageDraw
 
 import fewshot.data.omniglot as omniglot
-from fewshot.cli import main
 from fewshot.data.store import Store
 from fewshot.data.unpickle import MAX_DEPTH, load_pickle
 from fewshot.episodes.files import _arrays_checksum, load_episode_file, make_episode_file
@@ -35,31 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_helpers import TINY_ARGS, error_of, ok  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def trained_run(tiny_store, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("corrupt") / "run"
-    assert main(["train", "--data", str(tiny_store), "--out", str(run), "--no-progress", *TINY_ARGS]) == 0
-    return run
-
 
 @pytest.fixture
 def run_copy(trained_run, tmp_path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def episodes_file(tiny_store, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corrupt-episodes") / "test-3w1s.npz"
-    make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 10, seed=0).save(path)
-    return path
-
-
-@pytest.fixture
-def store_copy(tiny_store, tmp_path) -> Path:
-    copy = tmp_path / "store"
-    shutil.copytree(tiny_store, copy)
     return copy
 
 

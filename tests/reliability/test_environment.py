@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot.cli import main
 from fewshot.data.store import Store
-from fewshot.episodes.files import make_episode_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,20 +79,6 @@ def read_only(tmp_path):
 
 def files_under(folder: Path, ignore: tuple[str, ...] = ("filler",)) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name not in ignore)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_store, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("env") / "run"
-    assert main(["train", "--data", str(tiny_store), "--out", str(run), "--quiet", *TINY_ARGS]) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
-def episodes_file(tiny_store, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("env-episodes") / "test-3w1s.npz"
-    make_episode_file(Store(tiny_store).split("test"), 3, 1, 2, 10, seed=0).save(path)
-    return path
 
 
 def log_steps(run: Path) -> list[int]:
