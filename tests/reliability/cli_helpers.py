@@ -24,7 +24,8 @@ def error_of(argv: list, capsys) -> str:
     assert code == 2, (code, captured.err)
     assert "Traceback" not in captured.err
     lines = captured.err.splitlines()
-    assert len(lines) == 1 and ERROR_LINE.match(lines[0]), captured.err
+    assert len(lines) == 1 and captured.err.endswith("\n"), captured.err
+    assert ERROR_LINE.match(lines[0]), lines[0]
     return lines[0]
 
 

@@ -36,22 +36,8 @@ TINY = {"backbone.hidden": 8, "episodes.ways": 4, "episodes.shots": 2, "episodes
         "train.val_queries": 2, "train.checkpoint_every": 2, "train.log_every": 1, "train.device": "cpu",
         "train.channels_last": False}
 TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
-ERROR_LINE = re.compile(r"^fewshot( [a-z]+)?: error: \S")
-
-
-def error_of(argv: list, capsys) -> str:
-    """Run the CLI; assert exit code 2 and exactly one error line without a traceback; return that line."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:  # argparse usage errors leave through SystemExit
-        code = stop.code
-    captured = capsys.readouterr()
-    assert code == 2, (code, captured.err)
-    assert "Traceback" not in captured.err
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and captured.err.endswith("\n"), captured.err
-    assert ERROR_LINE.match(lines[0]), lines[0]
-    return lines[0]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_helpers import error_of  # noqa: E402
 
 
 def snapshot(folder: Path) -> dict[str, str]:
