@@ -40,7 +40,7 @@ def measure(name: str, rounds: int, min_seconds: float) -> dict:
     from fewshot.config import load_config
     from fewshot.data.store import Store
     from fewshot.evaluate.embed import embed_rows
-    from fewshot.evaluate.run import embed_batch
+    from fewshot.evaluate.embed import embed_batch
     from fewshot.layout import resolve_channels_last
     from fewshot.learners import create_learner
 
@@ -48,7 +48,7 @@ def measure(name: str, rounds: int, min_seconds: float) -> dict:
     split = Store(make_store()).split(split_name)
     warm_pages(split.images)
     height, width, channels = split.image_shape
-    batch = embed_batch(split.image_shape)  # what fewshot eval uses
+    batch = embed_batch(split.image_shape, "cpu")  # what fewshot eval uses
     torch.manual_seed(0)
     learner = create_learner(load_config("protonet"), channels, (height, width), 64).eval()
     cpu = torch.device("cpu")
@@ -79,10 +79,10 @@ def measure(name: str, rounds: int, min_seconds: float) -> dict:
                     learner.embed(inputs[layout][start:start + size])
         return run
 
-    def embed(size: int, channels_last: bool):
+    def embed(size: int, channels_last: bool, precision: str = "fp32"):
         def run():
             learner.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-            return embed_rows(learner.embed, split.images, rows, cpu, size, "fp32", channels_last)
+            return embed_rows(learner.embed, split.images, rows, cpu, size, precision, channels_last)
         return run
 
     chosen = "channels_last" if auto else "NCHW"
@@ -90,8 +90,10 @@ def measure(name: str, rounds: int, min_seconds: float) -> dict:
                f"bare forward, channels_last, batch {batch}": bare("channels_last", batch),
                f"embed_rows, batch {batch}, auto ({chosen})": embed(batch, auto),
                f"embed_rows, batch {batch}, the other layout": embed(batch, not auto)}
-    if batch != 500:
-        methods[f"embed_rows, batch 500 (round one's), auto ({chosen})"] = embed(500, auto)
+    old = max(500, min(2000, 1_572_864 // int(np.prod(split.image_shape))))  # the batch until 2026-12-02
+    if batch != old:
+        methods[f"embed_rows, batch {old} (until 2026-12-02), auto ({chosen})"] = embed(old, auto)
+    methods[f"embed_rows, batch {batch}, auto ({chosen}), bf16 autocast (--precision bf16)"] = embed(batch, auto, "bf16")
     wall = interleaved(methods, rounds=rounds, min_seconds=min_seconds, clock="wall")
     cpu_time = interleaved(methods, rounds=max(2, rounds - 1), min_seconds=min_seconds, clock="process")
     per_image = {k: v / count for k, v in wall.items()}

@@ -41,10 +41,21 @@ def test_module_entry_point_runs():
 def test_building_the_parser_does_not_import_torch():
     """`fewshot --help` (and every verb's parser) stays fast: torch loads only when a verb runs."""
     code = ("import sys; from fewshot.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'fewshot.train.loop', 'fewshot.models') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'fewshot.train.loop', 'fewshot.models', 'pandas', 'matplotlib') "
+            "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_building_a_conv4_does_not_import_torchvision():
+    """Only the resnet18 backbone needs torchvision, which pulls in torch._dynamo (seconds at start-up);
+    loading the backbone registry to build a Conv-4 must not import it."""
+    code = ("import sys; from fewshot.models.registry import create_backbone; create_backbone('conv4', 1); "
+            "print('torchvision' in sys.modules); create_backbone('resnet18', 1); print('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
 
 
 def test_list_names_registered_parts(capsys):

@@ -8,7 +8,6 @@ from fewshot.bench import DEFAULT_COUNT, DEFAULT_QUERIES, bench, bench_status
 from fewshot.commands.common import add_device, positive_int
 from fewshot.commands.executor_options import add_executor_options, executor_options, format_statuses
 from fewshot.config import list_configs
-from fewshot.results.tables import format_table
 
 
 def int_list(text: str) -> list[int]:
@@ -87,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                     args.overrides, args.device, args.precision, "lines" if args.no_progress else True, args.floor,
                     args.queries, args.count, executor=executor_options(args), head=args.head)
     if records:
+        from fewshot.results.tables import format_table  # pandas: imported only when a table is printed
+
         print()
         print(format_table(records, args.format), end="")
         from fewshot.report import build_report  # here, not at the top: `fewshot --help` need not load it

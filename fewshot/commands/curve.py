@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 from fewshot.errors import FewshotError
-from fewshot.results.curves import plot_learning_curves
 
 
 def add_parser(sub) -> None:
@@ -21,5 +20,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.labels and len(args.labels) != len(args.runs):
         raise FewshotError(f"--labels gives {len(args.labels)} labels for {len(args.runs)} runs")
+    from fewshot.results.curves import plot_learning_curves  # pandas: loaded by this verb only
+
     print(f"wrote {plot_learning_curves(args.runs, args.out, args.labels, args.title)}")
     return 0

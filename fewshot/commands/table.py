@@ -6,7 +6,6 @@ import sys
 
 from fewshot.errors import FewshotError
 from fewshot.results.records import load_records
-from fewshot.results.tables import format_table
 
 
 def add_parser(sub) -> None:
@@ -56,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
             plot_by_ways(breakdown_frame(records, "ways"), args.plot)
     else:
+        from fewshot.results.tables import format_table  # pandas: loaded by this verb only
+
         text = format_table(records, args.format, args.decimals, baseline=args.baseline, ci=args.ci,
                             per_seed=args.per_seed)
     # On stderr, so that the table on stdout can be redirected to a file as it is (and after the table, so

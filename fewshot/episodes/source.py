@@ -21,6 +21,10 @@ from fewshot.errors import FewshotError
 from fewshot.memory import check_fits
 
 
+# Random keys drawn ahead at once (8 bytes each): at most this many, at most 64 steps' worth.
+AHEAD_DRAWS = 1 << 19
+
+
 @dataclass
 class Batch:
     """A training batch on its device.
@@ -135,7 +139,7 @@ class BatchSource:
         """
         if self._ahead is None or self._ahead_used == len(self._ahead) // self.episodes_per_step:
             draws = self.sampler.draws_per_call(self.episodes_per_step)
-            steps = max(1, min(64, (1 << 19) // draws))  # at most ~4 MB of random keys at once
+            steps = max(1, min(64, AHEAD_DRAWS // draws))
             self._ahead_state = self.sampler.rng.bit_generator.state
             drawn = self.sampler.sample_calls(steps, self.episodes_per_step)
             support, query = drawn.rows(self.split.class_offsets)

@@ -17,6 +17,7 @@ import torch
 from fewshot.data.store import StoreSplit
 from fewshot.distributed import all_gather_rows, rank, world_size
 from fewshot.episodes.sampler import EpisodeBatch
+from fewshot.evaluate.embed import batch_bounds, embed_batch
 from fewshot.evaluate.embed import embed_rows as embed_rows_one
 from fewshot.evaluate.episodes import score_episodes as score_one
 
@@ -34,20 +35,21 @@ def _interleave(parts: list[torch.Tensor], block_sizes: list[int]) -> torch.Tens
 
 
 def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
-               device: torch.device, batch_size: int = 500, precision: str = "fp32",
+               device: torch.device, batch_size: int | None = None, precision: str = "fp32",
                channels_last: bool = False) -> torch.Tensor:
     """`fewshot.evaluate.embed.embed_rows` with its batches dealt round-robin over the ranks; same result on all."""
+    if batch_size is None:
+        batch_size = embed_batch(images.shape[1:], device)
     world = world_size()
     if world == 1:
         return embed_rows_one(embed, images, rows, device, batch_size, precision, channels_last)
-    starts = list(range(0, len(rows), batch_size))
-    mine = starts[rank()::world]
+    bounds = batch_bounds(len(rows), batch_size)
+    mine = bounds[rank()::world]
     # One call over this rank's blocks: the same batches (every block but the global last is full), and one
     # reader, so a large split's mapped pages are handed back as the rank reads (fewshot.data.store.MappedReader).
-    local = (embed_rows_one(embed, images, np.concatenate([rows[s:s + batch_size] for s in mine]), device,
+    local = (embed_rows_one(embed, images, np.concatenate([rows[a:b] for a, b in mine]), device,
                             batch_size, precision, channels_last) if mine else torch.empty(0, 0))
-    block_sizes = [min(batch_size, len(rows) - s) for s in starts]
-    return _interleave(all_gather_rows(local), block_sizes)
+    return _interleave(all_gather_rows(local), [b - a for a, b in bounds])
 
 
 def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_rows: np.ndarray,
@@ -67,7 +69,7 @@ def score_episodes(embeddings: torch.Tensor, support_rows: np.ndarray, query_row
 
 def evaluate_episodes(embed: Callable[[torch.Tensor], torch.Tensor], split: StoreSplit, episodes: EpisodeBatch,
                       device: torch.device, distance: str = "euclidean", batch_episodes: int = 250,
-                      precision: str = "fp32", channels_last: bool = False, embed_batch: int = 500) -> np.ndarray:
+                      precision: str = "fp32", channels_last: bool = False, embed_batch: int | None = None) -> np.ndarray:
     """Embed only the rows the episodes use, once, then score all episodes over that cache."""
     support_rows, query_rows = episodes.rows(split.class_offsets)
     needed = np.unique(np.concatenate([support_rows.ravel(), query_rows.ravel()]))

@@ -15,7 +15,7 @@ from fewshot.embeddings.file import EmbeddingFile, load_embedding_file
 from fewshot.episodes.files import EpisodeFile
 from fewshot.errors import FewshotError
 from fewshot.evaluate import distributed as sharded
-from fewshot.evaluate.embed import pixel_embed
+from fewshot.evaluate.embed import embed_batch, pixel_embed
 from fewshot.evaluate.exact import score_episodes_exact
 from fewshot.evaluate.pretrained import build_pretrained, store_channels
 from fewshot.models.initial_weights import restoring_checkpoint
@@ -26,16 +26,6 @@ from fewshot.runs import load_run
 
 # Recorded in exact floor records: what made them independent of the machine.
 EXACT_SCORING = "exact integer nearest class mean (ties to the lowest class index)"
-
-
-def embed_batch(image_shape: tuple[int, ...]) -> int:
-    """Images embedded a batch: about 1.5 million input values (2,000 at 28x28x1), at least 500 (84x84x3).
-
-    benchmarks/bench_embed.py, Conv-4 on 2 cores: at 28x28x1, 2,000 a batch embedded 1.3x more images a
-    CPU-second than 500; at 84x84x3, 250-1,000 measured the same. The first layer's output of a batch of
-    2,000 at 28x28 is 400 MB, which is what the larger batch costs in peak memory.
-    """
-    return max(500, min(2000, 1_572_864 // max(1, int(np.prod(image_shape)))))
 
 
 def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: Store | EmbeddingFile,
@@ -80,7 +70,7 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
         needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
         # Under torchrun the ranks share embedding and scoring; each gets the single-process numbers.
         cache = (split.embeddings_of(needed) if embed is None else
-                 sharded.embed_rows(embed, split.images, needed, device, embed_batch(split.image_shape),
+                 sharded.embed_rows(embed, split.images, needed, device, embed_batch(split.image_shape, device),
                                     precision=precision, channels_last=channels_last))
         embed_seconds = time.perf_counter() - started
         for f, (support, query), batch in zip(files, rows, resolved):
@@ -159,7 +149,7 @@ def evaluate_run(run: str | Path, episode_files: list[EpisodeFile], data: str | 
         splits = [f.meta["split"] for f in episode_files if f.meta["split"] in store.split_names]
         height, width, channels = store.split(splits[0] if splits else store.split_names[0]).image_shape
         channels_last = resolve_channels_last("auto", learner, (channels, height, width), device,
-                                              embed_batch((height, width, channels)),
+                                              embed_batch((height, width, channels), device),
                                               "eval", json.dumps(config["backbone"], sort_keys=True),
                                               forward=learner.embed)
     if channels_last:

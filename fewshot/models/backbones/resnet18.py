@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from fewshot.models.registry import register_backbone
 
@@ -16,6 +15,10 @@ from fewshot.models.registry import register_backbone
 class ResNet18(nn.Module):
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
+        # Imported here, not at the top: torchvision pulls in torch._dynamo (about 2 s at start-up), and
+        # every verb that builds any backbone loads this module through the registry.
+        from torchvision.models import resnet18
+
         net = resnet18(weights=None)
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
