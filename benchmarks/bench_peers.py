@@ -61,7 +61,7 @@ def _peer_setup(run: Path, store: Path):
     from fewshot.data.store import Store
     from fewshot.data.torch_dataset import SplitDataset
     from fewshot.device import tune_allocator
-    from fewshot.train.loop import load_run
+    from fewshot.runs import load_run
 
     tune_allocator()  # the allocator setting fewshot eval runs under
 
@@ -201,6 +201,24 @@ def install_easyfsl(venv: Path = EASYFSL_VENV) -> None:
     _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "easyfsl==1.5.0"])
 
 
+def install_peers() -> None:
+    """Build the side venvs that are missing; a peer that cannot be installed is said in one line (and skipped
+    later by peer_available), not an error: the machine may have no package index."""
+    for name, install in (("easyfsl", install_easyfsl), ("learn2learn", _install_l2l)):
+        if (PEER_VENVS[name] / "bin" / "python").exists() and peer_available(name) is None:
+            continue
+        try:
+            install()
+        except (subprocess.CalledProcessError, OSError) as exc:
+            print(f"   {name}: could not be installed ({exc}): it will be skipped")
+
+
+def _install_l2l() -> None:
+    from bench_sampling import install_l2l
+
+    install_l2l(L2L_VENV)
+
+
 def peer_available(name: str) -> str | None:
     """None if the peer runs in its venv, else one line saying why not."""
     python = PEER_VENVS[name] / "bin" / "python"
@@ -265,11 +283,7 @@ def main() -> int:
         report.write(args.json)
         return 0
     if args.install:
-        install_easyfsl()
-        if not (L2L_VENV / "bin" / "python").exists():
-            from bench_sampling import install_l2l
-
-            install_l2l(L2L_VENV)
+        install_peers()
     store, run = prepare(src, args.steps)
     rounds = 1 if args.quick else args.rounds
     episodes = min(args.episodes, 200) if args.quick else args.episodes
@@ -279,6 +293,12 @@ def main() -> int:
     record = WORK / "fewshot-record.json"
     commands = {"fewshot": _fewshot("eval", "--run", str(run), "--episodes", str(EPISODES), "--out", str(record),
                                     "--device", "cpu")}
+    # For orientation, not the target: fewshot's own bf16 autocast, where the CPU computes bf16 natively.
+    bf16_record = WORK / "fewshot-bf16-record.json"
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        commands["fewshot --precision bf16"] = _fewshot("eval", "--run", str(run), "--episodes", str(EPISODES),
+                                                        "--out", str(bf16_record), "--device", "cpu",
+                                                        "--precision", "bf16")
     if episodes != 1000:
         print(f"   (--quick/--episodes: the peers evaluate {episodes} episodes, fewshot the file's 1,000)")
     for name, venv in PEER_VENVS.items():
@@ -296,8 +316,8 @@ def main() -> int:
             wall, cpu, out = timed(command, env)
             walls[name].append(wall)
             cpus[name].append(cpu)
-            if name == "fewshot":
-                saved = json.loads(record.read_text())
+            if name.startswith("fewshot"):
+                saved = json.loads((record if name == "fewshot" else bf16_record).read_text())
                 results[name] = {"mean": saved["mean"], "ci95": saved["ci95"],
                                  "per_episode": saved["per_episode_accuracy"]}
             else:
@@ -313,6 +333,15 @@ def main() -> int:
     report.figure("wall_s", wall)
     report.figure("cpu_s", cpu)
     report.figure("accuracy", {k: [v["mean"], v["ci95"]] for k, v in results.items()})
+    if "fewshot --precision bf16" in commands:
+        fast = "fewshot --precision bf16"
+        same = sum(a == b for a, b in zip(results["fewshot"]["per_episode"], results[fast]["per_episode"]))
+        print(f"   bf16 autocast (not the target's fp32): fewshot {wall['fewshot'] / wall[fast]:.2f}x faster; "
+              + ", ".join(f"{name} / fewshot bf16 {wall[name] / wall[fast]:.1f}x wall" for name in commands
+                          if not name.startswith("fewshot"))
+              + f"; {same:,} of {len(results['fewshot']['per_episode']):,} episodes score as in fp32")
+        report.figure("bf16_speedup_over_fp32", wall["fewshot"] / wall[fast])
+        report.figure("bf16_episodes_as_fp32", same)
 
     if "easyfsl" in commands:
         exact = commands["easyfsl"][:-2] + ["--episodes", str(episodes), "--exact"]
@@ -325,7 +354,7 @@ def main() -> int:
         report.figure("easyfsl_exact_episodes_differing", differ)
     print()
     for name in commands:
-        if name != "fewshot":
+        if not name.startswith("fewshot"):
             report.target(f"fewshot eval wall-time speed-up over {name} ({episodes:,} episodes)",
                           wall[name] / wall["fewshot"], 10, True, "x")
     report.write(args.json)

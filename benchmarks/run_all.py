@@ -32,7 +32,7 @@ BENCHMARKS = [
     ("bench_open_tiered.py", [], True),     # tieredImageNet-sized (sparse) store: open, sample, RSS
     ("bench_tiered_convert.py", [], False),  # convert a tieredImageNet-format source (PNG pickles)
     ("bench_distributed.py", [], False),    # 1 process vs N processes training
-    ("bench_peers.py", [], True),           # fewshot eval vs easyfsl and learn2learn, whole processes, real Omniglot
+    ("bench_peers.py", ["--install"], True),  # fewshot eval vs easyfsl and learn2learn (side venvs built if missing)
 ]
 
 
