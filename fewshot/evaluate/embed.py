@@ -17,8 +17,9 @@ def embed_batch(image_shape: tuple[int, ...], device: torch.device | str = "cpu"
     benchmarks/bench_embed.py on a Xeon (2 cores), a Conv-4 at 28x28 embedded 1.2x (two threads) to 1.4x
     (one thread) more images a second in batches of 32-64 than of 2,000, whose activations are far larger
     than the caches; at 84x84 (Conv-4 and ResNet-12) 8 to 500 a batch measured alike. On CPU the embeddings
-    are the same bit for bit whatever the batch (tested). On a GPU, large batches: about 1.5 million input
-    values (2,000 at 28x28x1), at least 500 (84x84x3).
+    are the same bit for bit for any batch of two or more (see batch_bounds; tested), so this choice moves
+    no result. On a GPU, large batches: about 1.5 million input values (2,000 at 28x28x1), at least 500
+    (84x84x3).
     """
     values = max(1, int(np.prod(image_shape)))
     if torch.device(device).type == "cpu":

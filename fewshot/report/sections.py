@@ -61,8 +61,10 @@ def record_columns(records: list[dict]) -> list[str]:
 
 
 def results_table(records: list[dict], ci: str, baseline: str | None, decimals: int,
-                  order: list[str] | None = None) -> Table:
-    data = summarise(records, ci=ci, baseline=baseline, order=order)
+                  order: list[str] | None = None, head_rows: bool = True) -> Table:
+    """`head_rows` False: rows are the records' methods even where their heads differ (an ablation's grid
+    points, a sweep of eval.head among them, are named by their point already)."""
+    data = summarise(records, ci=ci, baseline=baseline, order=order, head_rows=head_rows)
     return Table(table_header(data), table_grid(data, decimals, PM), data.caption().replace("+-", PM), data)
 
 
@@ -188,7 +190,7 @@ def ablation(name: str, records: list[dict], ci: str, decimals: int, out: Path) 
     baselines = [m for m in points if _is_baseline_label(m)]
     order = sorted(baselines) + sorted(grid_labels, key=position)
     baseline = "baseline" if "baseline" in points else None
-    table = results_table(records, ci, baseline, decimals, order)
+    table = results_table(records, ci, baseline, decimals, order, head_rows=False)  # as the ablation's own table
     data = table.data
     swept, references = [], []
     for _, cell in data.cells.iterrows():

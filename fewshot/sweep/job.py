@@ -13,7 +13,7 @@ from typing import Any
 import submitit
 
 from fewshot.sweep.state import PointState
-from fewshot.sweep.task import PointTask, run_task
+from fewshot.sweep.task import PointTask, run_group
 from fewshot.sweep.torchrun import stop_running
 
 
@@ -22,20 +22,26 @@ class PointFailed(RuntimeError):
 
 
 class PointJob(submitit.helpers.Checkpointable):
-    def __init__(self, task: PointTask) -> None:
-        self.task = task
+    """The points of one run folder: one point, or a sweep of eval.head over one run (trained once, by the
+    first; two jobs on one folder would meet its lock). They share a token and one state.json."""
+
+    def __init__(self, tasks: list[PointTask]) -> None:
+        self.tasks = list(tasks)
         self._state: PointState | None = None
 
     def __call__(self) -> dict:
         env = submitit.JobEnvironment()
-        self._state = PointState(self.task.folder, self.task.token, {
+        first = self.tasks[0]
+        self._state = PointState(first.folder, first.token, {
             "job_id": env.job_id, "cluster": env.cluster,
             "stdout": str(env.paths.stdout), "stderr": str(env.paths.stderr)})
-        print(f"fewshot sweep point {self.task.label} seed {self.task.seed}: {self.task.run_dir}", flush=True)
-        outcome = run_task(self.task, self._state, log=lambda message: print(message, flush=True))
-        if not outcome["ok"]:  # also a failed job for Slurm (sacct), after state.json has said why
-            raise PointFailed(outcome["error"])
-        print("point done", flush=True)
+        for task in self.tasks:
+            print(f"fewshot sweep point {task.label} seed {task.seed}: {task.run_dir}", flush=True)
+        outcomes = run_group(self.tasks, self._state, log=lambda message: print(message, flush=True))
+        failed = [o for o in outcomes if not o["ok"]]
+        if failed:  # also a failed job for Slurm (sacct), after state.json has said why
+            raise PointFailed(failed[0]["error"])
+        print("point done" if len(outcomes) == 1 else f"{len(outcomes)} points done", flush=True)
         return {"ok": True}  # a token for submitit; the records are in the results folder
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -46,4 +52,4 @@ class PointJob(submitit.helpers.Checkpointable):
         return super().checkpoint(*args, **kwargs)
 
     def __getstate__(self) -> dict:
-        return {"task": self.task, "_state": None}  # the live state (a thread, a lock) stays in this process
+        return {"tasks": self.tasks, "_state": None}  # the live state (a thread, a lock) stays in this process

@@ -54,25 +54,55 @@ def run_task(task: PointTask, state: PointState | None = None, log: Callable[[st
     state = state or PointState(task.folder, task.token)
     state.start()
     try:
+        outcome = point_outcome(task, log)
+    except KeyboardInterrupt:
+        state.finish("failed", error="interrupted (Ctrl-C, or the job was cancelled)")
+        raise
+    state.finish("done" if outcome["ok"] else "failed", **{k: v for k, v in outcome.items() if k != "ok"})
+    return outcome
+
+
+def run_group(tasks: list[PointTask], state: PointState, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Points that share one run folder (a sweep of eval.head), one after the other under one state.json.
+
+    The run is trained by the first and reused by the others. The state is done when every point is, else
+    failed with the first error; `outcomes` in it holds each point's own, in the group's order. A point whose
+    failure stops the sweep (a full disk) stops the group too: the rest are reported failed with it.
+    """
+    state.start()
+    outcomes: list[dict] = []
+    try:
+        for task in tasks:
+            if outcomes and outcomes[-1].get("stop"):
+                outcomes.append({**outcomes[-1], "ok": False})
+                continue
+            outcomes.append(point_outcome(task, log))
+    except KeyboardInterrupt:
+        state.finish("failed", error="interrupted (Ctrl-C, or the job was cancelled)")
+        raise
+    failed = [o for o in outcomes if not o["ok"]]
+    state.finish("failed" if failed else "done", outcomes=outcomes,
+                 **({"error": failed[0]["error"]} if failed else
+                    {"how": outcomes[0]["how"], "records": [r for o in outcomes for r in o["records"]]}))
+    return outcomes
+
+
+def point_outcome(task: PointTask, log: Callable[[str], None] | None = None) -> dict:
+    """Train (or reuse) and evaluate the point; its error as an outcome, not raised (see run_task)."""
+    try:
         how, records = _train_and_evaluate(task, log or (lambda message: None))
     except FewshotError as exc:  # a disk that is full for one point is full for the next: the sweep stops
-        outcome = {"ok": False, "error": str(exc), "stop": isinstance(exc, EnvironmentFailure)}
+        return {"ok": False, "error": str(exc), "stop": isinstance(exc, EnvironmentFailure)}
     except OSError as exc:  # writing a record or a checkpoint: the same
         error = environment_error(exc)
         if error is None:
             raise
-        outcome = {"ok": False, "error": str(error), "stop": True}
+        return {"ok": False, "error": str(error), "stop": True}
     except Exception as exc:  # noqa: BLE001 - whatever stops the point is its failure, not the sweep's
         traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        outcome = {"ok": False, "error": f"{type(exc).__name__}: {first}".rstrip(": ")}
-    except KeyboardInterrupt:
-        state.finish("failed", error="interrupted (Ctrl-C, or the job was cancelled)")
-        raise
-    else:
-        outcome = {"ok": True, "how": how, "records": records}
-    state.finish("done" if outcome["ok"] else "failed", **{k: v for k, v in outcome.items() if k != "ok"})
-    return outcome
+        return {"ok": False, "error": f"{type(exc).__name__}: {first}".rstrip(": ")}
+    return {"ok": True, "how": how, "records": records}
 
 
 def _train_and_evaluate(task: PointTask, log: Callable[[str], None]) -> tuple[str, list]:

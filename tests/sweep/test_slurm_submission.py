@@ -106,7 +106,7 @@ def test_the_job_array_slurm_receives(fake_slurm, tiny_store, tmp_path, capsys):
     pickles = sorted(folder.glob("4242_*/4242_*_submitted.pkl"))
     assert [p.parent.name for p in pickles] == ["4242_0", "4242_1", "4242_2", "4242_3"]
     with open(pickles[0], "rb") as handle:
-        task = pickle.load(handle).function.task
+        (task,) = pickle.load(handle).function.tasks
     assert (task.nproc, task.threads, task.label, task.seed) == (2, 8, "optim.lr=0.001", 0)
     assert torchrun_command(task.nproc, task.folder / "config.json", task.data, task.run_dir, True, "cuda") == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fewshot",
@@ -176,7 +176,7 @@ def test_bench_seeds_as_an_array_collected_by_a_later_command(fake_slurm, tiny_s
     folder = next((tmp_path / "runs").glob("*/submitit"))
     for index in (0, 1):
         with open(folder / f"4242_{index}" / f"4242_{index}_submitted.pkl", "rb") as handle:
-            task = pickle.load(handle).function.task
+            (task,) = pickle.load(handle).function.tasks
         assert task.config["seed"] == index and run_task(task)["ok"]
     # ... then the same command, from anywhere, collects their records: nothing is submitted again.
     (fake_slurm / "sacct").write_text("4242_0|COMPLETED|n1\n4242_1|COMPLETED|n2\n")

@@ -158,3 +158,24 @@ def last_step(run: Path) -> int:
         return 0
     steps = [int(row["step"]) for row in rows if (row.get("step") or "").isdigit()]
     return max(steps, default=0)
+
+
+def test_a_head_sweep_shares_one_job_and_one_run(tiny_store, tiny_train_overrides, tmp_path, capsys):
+    # Three points that differ only in eval.head share one run folder: one job trains it once and evaluates
+    # every head (a job a point would have two jobs meet the run folder's lock).
+    spec = write_spec(tmp_path / "spec.toml", tiny_store, tiny_train_overrides,
+                      '"eval.head" = ["nearest_prototype", "simpleshot", "logistic"]')
+    argv = ["ablate", str(spec), "--executor", "submitit-local", "--cpus-per-job", "1", "--wait"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "submitted 3 point(s) as job(s)" in out and "(1 jobs: points of one run share its job)" in out
+    assert "3 of 3 points finished" in out
+    runs = list((tmp_path / "out" / "runs").glob("*/protonet-*"))
+    assert len(runs) == 1
+    kept = records(tmp_path / "out" / "results")
+    assert sorted(load_record(p)["head"]["name"] for p in kept) == ["logistic", "nearest_prototype", "simpleshot"]
+    state = read_json(runs[0].parent / "points" / runs[0].name / "state.json")
+    assert state["state"] == "done" and [o["ok"] for o in state["outcomes"]] == [True, True, True]
+    assert state["how"] == "trained" and [o["how"] for o in state["outcomes"]][1:] == ["reused", "reused"]
+    assert main(["ablate", str(spec), "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "ablation grid: 3 points: 3 done, 0 running, 0 failed, 0 pending"

@@ -66,38 +66,53 @@ class SubmititJobs:
         from fewshot.sweep.job import PointJob
 
         executor = self.make_executor(name)
+        # One job per run folder: the points of a sweep of eval.head share one run, which one job trains
+        # once and evaluates with each head in turn (two jobs would meet the run folder's lock).
+        groups: dict[str, list[PointTask]] = {}
         for task in tasks:
             task.make_absolute()
             task.nproc = max(1, self.options.gpus_per_job)
             task.threads = task.threads or self.options.cpus_per_job
-            write_submission(task.folder, task.token, self.options.name)  # before the job can start
+            groups.setdefault(task.run_dir, []).append(task)
+        for group in groups.values():
+            for task in group[1:]:
+                task.token = group[0].token  # one state.json for the folder, read as each point's
+            write_submission(group[0].folder, group[0].token, self.options.name)  # before the job can start
         jobs = []
         try:
             with executor.batch():
-                for task in tasks:
-                    jobs.append(executor.submit(PointJob(task)))
+                for group in groups.values():
+                    jobs.append(executor.submit(PointJob(group)))
         except Exception as exc:  # noqa: BLE001 - sbatch refused: say why, on one line
             lines = str(exc).strip().splitlines()
             raise FewshotError(f"submitting {len(tasks)} jobs failed: {lines[-1] if lines else type(exc).__name__}") from None
-        for task, job in zip(tasks, jobs):
+        for group, job in zip(groups.values(), jobs):
             pid = int(job.job_id) if self.cluster == "local" else None  # the local job is its controller process
-            write_submission(task.folder, task.token, self.options.name, job.job_id, str(job.paths.stdout),
+            write_submission(group[0].folder, group[0].token, self.options.name, job.job_id, str(job.paths.stdout),
                              str(job.paths.stderr), pid=pid)
         first = jobs[0].job_id.split("_")[0]
-        log(f"submitted {len(jobs)} point(s) as {'job array ' + first if '_' in jobs[0].job_id else 'job(s) ' + ', '.join(j.job_id for j in jobs)}"
-            f"; logs in {self.folder.absolute()}")
+        shared = f" ({len(jobs)} jobs: points of one run share its job)" if len(jobs) != len(tasks) else ""
+        log(f"submitted {len(tasks)} point(s) as {'job array ' + first if '_' in jobs[0].job_id else 'job(s) ' + ', '.join(j.job_id for j in jobs)}"
+            f"{shared}; logs in {self.folder.absolute()}")
         if not self.waits:
             return
         submitit = import_submitit()
-        by_id = {job.job_id: task for task, job in zip(tasks, jobs)}
+        by_id = {job.job_id: group for group, job in zip(groups.values(), jobs)}
         for job in submitit.helpers.as_completed(jobs, poll_frequency=self.poll_seconds):
-            task = by_id[job.job_id]
-            yield task, self._outcome(task, job)
+            group = by_id[job.job_id]
+            for index, task in enumerate(group):
+                yield task, self._outcome(task, job, index)
 
     @staticmethod
-    def _outcome(task: PointTask, job) -> dict:
-        """What the job said in its state.json (never its result pickle)."""
+    def _outcome(task: PointTask, job, index: int = 0) -> dict:
+        """What the job said in its state.json (never its result pickle): point `index` of its run folder's."""
         state = read_json(task.folder / STATE) or {}
+        outcomes = state.get("outcomes") if state.get("token") == task.token else None
+        if isinstance(outcomes, list) and index < len(outcomes) and isinstance(outcomes[index], dict):
+            own = outcomes[index]
+            if own.get("ok"):
+                return {"ok": True, "how": own.get("how"), "records": own.get("records", [])}
+            return {"ok": False, "error": own.get("error"), "log": state.get("stderr")}
         if state.get("token") == task.token and state.get("state") == "done":
             return {"ok": True, "how": state.get("how"), "records": state.get("records", [])}
         if state.get("token") == task.token and state.get("state") == "failed":
