@@ -144,24 +144,26 @@ def smallest_keys(keys: np.ndarray, k: int, counts: np.ndarray) -> np.ndarray:
     positions (keys are distinct doubles), so the episodes do not depend on which one runs. When k is small
     against the counts, and there are enough rows to repay the extra numpy calls (a block of training
     episodes, an episode file), only keys under a per-row bound are sorted: measured 1.7x faster than
-    partitioning every row for 2,000 miniImageNet episodes (one episode alone is faster partitioned). With
+    partitioning every row for 2,000 miniImageNet episodes (one episode alone is faster partitioned), and
+    sorting those candidates in one flat argsort took 16 instead of 21 us an episode of a block of 64
+    (5-way, 600 images a class) against padding them into a (rows, most found) array sorted row by row. With
     c valid keys the bound (k + 5 sqrt(k) + 10) / c leaves k or more candidates except with probability
     ~1e-6 a row; should a row have fewer, all rows take the partition.
     """
     flat = keys.reshape(-1, keys.shape[-1])
     bound = (k + 5.0 * math.sqrt(k) + 10.0) / np.asarray(counts, dtype=np.float64).reshape(-1)
     if len(flat) >= 16 and bound.max() < 0.5:
-        row, col = np.nonzero(flat < bound[:, None])
+        where = np.flatnonzero(flat < bound[:, None])  # candidates' flat positions, row by row
+        row = (where // flat.shape[1]).astype(np.int16 if len(flat) < 2**15 else np.int32)
         found = np.bincount(row, minlength=len(flat))
         if found.min() >= k:
-            # Candidates packed into a (rows, most found) array padded with 3.0, then sorted row by row.
-            place = np.arange(len(row)) - (np.cumsum(found) - found)[row]
-            candidates = np.full((len(flat), int(found.max())), 3.0)
-            candidates[row, place] = flat[row, col]
-            position = np.zeros(candidates.shape, dtype=np.intp)
-            position[row, place] = col
-            best = np.argsort(candidates, axis=1)[:, :k]
-            return np.take_along_axis(position, best, 1).reshape(*keys.shape[:-1], k)
+            # All candidates sorted by key at once, then stably by row (a radix sort of small integers): each
+            # row's candidates in key order, rows one after another; its first k are its k smallest keys.
+            by_key = np.argsort(flat.ravel()[where])
+            by_row = by_key[np.argsort(row[by_key], kind="stable")]
+            first = np.cumsum(found) - found
+            picked = where[by_row[first[:, None] + np.arange(k)]]
+            return (picked - np.arange(len(flat))[:, None] * flat.shape[1]).reshape(*keys.shape[:-1], k)
     chosen = np.argpartition(keys, k - 1, axis=-1)[..., :k]
     return np.take_along_axis(chosen, np.argsort(np.take_along_axis(keys, chosen, -1), axis=-1), -1)
 
