@@ -1,12 +1,15 @@
 """Shared fixtures: the real data folder (or a skip), a tiny synthetic store, a tiny training config."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 # The repository's sibling `shared/data` (Omniglot archives, split files); never needed to pass the suite.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# FEWSHOT_SHARED_DATA points elsewhere (a git worktree or a clone has no sibling `shared`).
+SHARED_DATA = Path(os.environ.get("FEWSHOT_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 # Few classes, few images: every split can supply 3-way 2-shot 2-query episodes (tests rely on these counts).
 TINY_SPLITS = {"train": 8, "val": 4, "test": 6}
@@ -35,7 +38,7 @@ TINY_TRAIN_OVERRIDES = {
 def shared_data() -> Path:
     """Path to ../shared/data, or skip the test when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}: skipping")
+        pytest.skip(f"real data not found at {SHARED_DATA}: skipping (FEWSHOT_SHARED_DATA=DIR names another)")
     return SHARED_DATA
 
 
