@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,41 +11,19 @@ from fewshot.ablate import expand, load_spec, run_ablation
 from fewshot.cli import main
 from fewshot.errors import FewshotError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation_spec import write_ablation_spec  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
 
 
-
-
 def write_spec(path: Path, store: Path, tiny: dict, grid: str | None = None, extra: str = "") -> Path:
     # Three steps, no validation, one checkpoint: each point trains in well under a second.
-    tiny = {**tiny, "train.val_every": 0, "train.checkpoint_every": 3}
-    overrides = "\n".join(f'"{k}" = {str(v).lower() if isinstance(v, bool) else repr(v)}' for k, v in tiny.items()
-                          if k != "train.steps")
+    overrides = {**tiny, "train.val_every": 0, "train.checkpoint_every": 3, "train.steps": 3}
     grid = grid if grid is not None else '"optim.lr" = [0.001, 0.01]\n"episodes.ways" = [3, 4]'
-    path.write_text(f'''
-name = "tiny-grid"
-config = "protonet"
-data = "{store}"
-out = "{path.parent / 'out'}"
-seeds = [0]
-{extra}
-
-[overrides]
-"train.steps" = 3
-{overrides}
-
-[grid]
-{grid}
-
-[episodes]
-ways = [3]
-shots = [1]
-queries = 2
-count = 10
-''')
-    return path
+    return write_ablation_spec(path, store, overrides, grid, name="tiny-grid", extra=extra)
 
 
 def test_grid_points_and_labels(tiny_store, tiny_train_overrides, tmp_path):

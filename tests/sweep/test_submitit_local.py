@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from fewshot.results.records import RECORD_FORMAT, load_record
 from fewshot.sweep import ExecutorOptions
 from fewshot.sweep.state import read_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ablation_spec import write_ablation_spec  # noqa: E402
+
 pytest.importorskip("submitit")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,29 +32,8 @@ SUBMITIT_LOCAL = ExecutorOptions(name="submitit-local", cpus_per_job=1)
 def write_spec(path: Path, store: Path, tiny: dict, grid: str, extra: str = "", checkpoint_every: int = 3) -> Path:
     tiny = {**tiny, "train.val_every": 0, "train.checkpoint_every": checkpoint_every, "train.steps": 3,
             "train.log_every": 1}
-    overrides = "\n".join(f'"{k}" = {json.dumps(v)}' for k, v in tiny.items() if f'"{k}"' not in grid)
-    path.write_text(f'''
-name = "grid"
-config = "protonet"
-data = "{store}"
-out = "{path.parent / 'out'}"
-seeds = [0]
-device = "cpu"
-{extra}
-
-[overrides]
-{overrides}
-
-[grid]
-{grid}
-
-[episodes]
-ways = [3]
-shots = [1]
-queries = 2
-count = 10
-''')
-    return path
+    overrides = {k: v for k, v in tiny.items() if f'"{k}"' not in grid}
+    return write_ablation_spec(path, store, overrides, grid, extra='device = "cpu"\n' + extra)
 
 
 def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):

@@ -2,7 +2,8 @@
 sweeping eval.head (one run for every head), `fewshot list`."""
 from __future__ import annotations
 
-import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from fewshot.evaluate.run import evaluate_files, evaluate_pixels
 from fewshot.evaluate.heads import create_head
 from fewshot.results.records import load_records
 from fewshot.results.tables import format_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ablation_spec import write_ablation_spec  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,28 +117,9 @@ def test_bench_with_two_heads_trains_once(tiny_store, tiny_train_overrides, tmp_
 def test_an_ablation_sweeps_the_head_on_one_run(tiny_store, tiny_train_overrides, tmp_path):
     from fewshot.ablate import expand, load_spec, run_ablation
 
-    tiny = {**tiny_train_overrides, "train.val_every": 0, "train.checkpoint_every": 3, "train.steps": 3}
-    overrides = "\n".join(f'"{k}" = {str(v).lower() if isinstance(v, bool) else repr(v)}' for k, v in tiny.items())
-    spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(f'''
-name = "heads"
-config = "protonet"
-data = "{tiny_store}"
-out = "{tmp_path / 'out'}"
-seeds = [0]
-
-[overrides]
-{overrides}
-
-[grid]
-"eval.head" = ["nearest_prototype", "simpleshot", "logistic"]
-
-[episodes]
-ways = [3]
-shots = [1]
-queries = 2
-count = 10
-''')
+    overrides = {**tiny_train_overrides, "train.val_every": 0, "train.checkpoint_every": 3, "train.steps": 3}
+    spec_path = write_ablation_spec(tmp_path / "spec.toml", tiny_store, overrides,
+                                    '"eval.head" = ["nearest_prototype", "simpleshot", "logistic"]', name="heads")
     spec = load_spec(spec_path)
     points = expand(spec)
     assert len({p.digest for p in points}) == 3
