@@ -21,11 +21,9 @@ def embed_batch(image_shape: tuple[int, ...], device: torch.device | str = "cpu"
     no result. On a GPU, large batches: about 1.5 million input values (2,000 at 28x28x1), at least 500
     (84x84x3).
     """
-    values = max(1, int(np.prod(image_shape)))
     if torch.device(device).type == "cpu":
-        pixels = max(1, int(np.prod(image_shape[:2])))
-        return max(16, min(2000, 50_176 // pixels))
-    return max(500, min(2000, 1_572_864 // values))
+        return max(16, min(2000, 50_176 // max(1, int(np.prod(image_shape[:2])))))
+    return max(500, min(2000, 1_572_864 // max(1, int(np.prod(image_shape)))))
 
 
 def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
@@ -44,13 +42,15 @@ def embed_rows(embed: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray
         batch_size = embed_batch(images.shape[1:], device)
     # Rows are read and converted to float in blocks of many batches (one call each, not one a batch of 64:
     # the per-call cost was 8% of the time at 28x28), then embedded a batch at a time.
-    per_image = max(1, int(np.prod(images.shape[1:])))
-    reads = _read_blocks(batch_bounds(len(rows), batch_size), max(batch_size, (1 << 20) // per_image))
+    bounds = batch_bounds(len(rows), batch_size)
+    batches_a_read = max(1, (1 << 20) // (max(1, int(np.prod(images.shape[1:]))) * batch_size))
     reader = MappedReader(images)
     rows = np.asarray(rows, dtype=np.int64)
     with torch.inference_mode():
-        for first, last, batches in reads:
-            x = to_float_images(torch.from_numpy(reader.take(rows[first:last])), device, channels_last)
+        for i in range(0, len(bounds), batches_a_read):
+            batches = bounds[i:i + batches_a_read]
+            first = batches[0][0]
+            x = to_float_images(torch.from_numpy(reader.take(rows[first:batches[-1][1]])), device, channels_last)
             for start, stop in batches:
                 with autocast(device, precision):
                     out = embed(x[start - first:stop - first])
@@ -69,17 +69,6 @@ def batch_bounds(count: int, batch_size: int) -> list[tuple[int, int]]:
     if batch_size > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], count)]
     return bounds
-
-
-def _read_blocks(bounds: list[tuple[int, int]], rows_a_read: int) -> list[tuple[int, int, list]]:
-    """Consecutive batches grouped into reads of about `rows_a_read` rows: (first, last, batches)."""
-    reads: list[tuple[int, int, list]] = []
-    for start, stop in bounds:
-        if reads and stop - reads[-1][0] <= rows_a_read:
-            reads[-1] = (reads[-1][0], stop, reads[-1][2] + [(start, stop)])
-        else:
-            reads.append((start, stop, [(start, stop)]))
-    return reads
 
 
 def pixel_embed(images: torch.Tensor) -> torch.Tensor:

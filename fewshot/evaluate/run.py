@@ -70,8 +70,8 @@ def evaluate_files(embed: Callable[[torch.Tensor], torch.Tensor] | None, store: 
         needed = np.unique(np.concatenate([r.ravel() for pair in rows for r in pair]))
         # Under torchrun the ranks share embedding and scoring; each gets the single-process numbers.
         cache = (split.embeddings_of(needed) if embed is None else
-                 sharded.embed_rows(embed, split.images, needed, device, embed_batch(split.image_shape, device),
-                                    precision=precision, channels_last=channels_last))
+                 sharded.embed_rows(embed, split.images, needed, device, precision=precision,
+                                    channels_last=channels_last))
         embed_seconds = time.perf_counter() - started
         for f, (support, query), batch in zip(files, rows, resolved):
             t0 = time.perf_counter()

@@ -45,6 +45,15 @@ class PointTask:
         self.episode_paths = [str(Path(p).absolute()) for p in self.episode_paths]
 
 
+def group_by_run(tasks: list[PointTask]) -> list[list[int]]:
+    """Indices of the tasks that share a run folder (a sweep of eval.head), in order: each group is run by
+    one worker or job, which trains the run once (two at once would meet the run folder's lock)."""
+    groups: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        groups.setdefault(task.run_dir, []).append(index)
+    return list(groups.values())
+
+
 def run_task(task: PointTask, state: PointState | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Run the point and report it: {"ok", "how", "records": [(setting, "mean +- ci95", path)], "error"}.
 

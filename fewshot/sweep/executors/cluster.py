@@ -14,7 +14,7 @@ from fewshot.errors import FewshotError
 from fewshot.sweep.options import ExecutorOptions
 from fewshot.sweep.registry import EXECUTORS
 from fewshot.sweep.state import STATE, read_json, write_submission
-from fewshot.sweep.task import PointTask
+from fewshot.sweep.task import PointTask, group_by_run
 
 EXTRA = "fewshot[cluster]"
 
@@ -68,25 +68,24 @@ class SubmititJobs:
         executor = self.make_executor(name)
         # One job per run folder: the points of a sweep of eval.head share one run, which one job trains
         # once and evaluates with each head in turn (two jobs would meet the run folder's lock).
-        groups: dict[str, list[PointTask]] = {}
         for task in tasks:
             task.make_absolute()
             task.nproc = max(1, self.options.gpus_per_job)
             task.threads = task.threads or self.options.cpus_per_job
-            groups.setdefault(task.run_dir, []).append(task)
-        for group in groups.values():
+        groups = [[tasks[index] for index in group] for group in group_by_run(tasks)]
+        for group in groups:
             for task in group[1:]:
                 task.token = group[0].token  # one state.json for the folder, read as each point's
             write_submission(group[0].folder, group[0].token, self.options.name)  # before the job can start
         jobs = []
         try:
             with executor.batch():
-                for group in groups.values():
+                for group in groups:
                     jobs.append(executor.submit(PointJob(group)))
         except Exception as exc:  # noqa: BLE001 - sbatch refused: say why, on one line
             lines = str(exc).strip().splitlines()
             raise FewshotError(f"submitting {len(tasks)} jobs failed: {lines[-1] if lines else type(exc).__name__}") from None
-        for group, job in zip(groups.values(), jobs):
+        for group, job in zip(groups, jobs):
             pid = int(job.job_id) if self.cluster == "local" else None  # the local job is its controller process
             write_submission(group[0].folder, group[0].token, self.options.name, job.job_id, str(job.paths.stdout),
                              str(job.paths.stderr), pid=pid)
@@ -97,7 +96,7 @@ class SubmititJobs:
         if not self.waits:
             return
         submitit = import_submitit()
-        by_id = {job.job_id: group for group, job in zip(groups.values(), jobs)}
+        by_id = {job.job_id: group for group, job in zip(groups, jobs)}
         for job in submitit.helpers.as_completed(jobs, poll_frequency=self.poll_seconds):
             group = by_id[job.job_id]
             for index, task in enumerate(group):

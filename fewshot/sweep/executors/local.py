@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 from fewshot.sweep.options import ExecutorOptions
 from fewshot.sweep.registry import EXECUTORS
 from fewshot.sweep.state import write_submission
-from fewshot.sweep.task import PointTask, run_task
+from fewshot.sweep.task import PointTask, group_by_run, run_task
 
 
 def _init_worker(threads: int, parent: int | None = None) -> None:
@@ -48,14 +48,11 @@ class LocalPool:
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         # spawn, not fork: a forked child of a process that already ran torch can deadlock in its thread pools.
-        # A sweep of eval.head shares one run between points: those go to one worker, in order, so two workers
-        # never train one folder (its lock would refuse the second).
-        groups: dict[str, list[tuple[int, PointTask]]] = {}
-        for index, task in enumerate(tasks):
-            groups.setdefault(task.run_dir, []).append((index, task))
+        # A sweep of eval.head shares one run between points: those go to one worker, in order.
+        groups = [[(index, tasks[index]) for index in group] for group in group_by_run(tasks)]
         with ProcessPoolExecutor(max_workers=min(self.jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-            futures = [pool.submit(_run_group, group) for group in groups.values()]
+            futures = [pool.submit(_run_group, group) for group in groups]
             try:
                 for future in as_completed(futures):
                     for index, outcome in future.result():
